@@ -1,0 +1,332 @@
+"""Read, validate and write datasets and types files in the SpERT JSON format.
+
+A dataset is a JSON list of sentences (or JSONL, one sentence a line)::
+
+    {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}],
+     "orig_id": ...}
+
+Every problem is reported with the file, the record index (and ``orig_id``) and the field;
+nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class DataError(ValueError):
+    """A dataset or types file that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem, located by file, record and field."""
+
+    source: str
+    record: int | None
+    field: str
+    message: str
+    orig_id: Any = None
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.record is not None:
+            where += f", record {self.record}"
+            if self.orig_id is not None:
+                where += f" (orig_id {self.orig_id!r})"
+        return f"{where}, field '{self.field}': {self.message}"
+
+
+@dataclass(frozen=True)
+class Entity:
+    type: str
+    start: int  # first word
+    end: int  # one past the last word
+    score: float | None = None
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.start, self.end
+
+
+@dataclass(frozen=True)
+class Relation:
+    type: str
+    head: int  # index into the sentence's entities
+    tail: int
+    score: float | None = None
+
+
+@dataclass
+class Sentence:
+    tokens: list[str]
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    orig_id: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def strip(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if v is not None}
+
+        out: dict[str, Any] = {
+            "tokens": list(self.tokens),
+            "entities": [
+                strip({"type": e.type, "start": e.start, "end": e.end, "score": e.score})
+                for e in self.entities
+            ],
+            "relations": [
+                strip({"type": r.type, "head": r.head, "tail": r.tail, "score": r.score})
+                for r in self.relations
+            ],
+        }
+        if self.orig_id is not None:
+            out["orig_id"] = self.orig_id
+        return out
+
+
+@dataclass(frozen=True)
+class RelationType:
+    name: str
+    symmetric: bool = False
+    verbose: str | None = None
+
+
+@dataclass(frozen=True)
+class Types:
+    """Entity and relation types, in the order of the types file."""
+
+    entities: tuple[str, ...]
+    relations: tuple[RelationType, ...]
+
+    @property
+    def relation_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.relations)
+
+    @property
+    def symmetric(self) -> frozenset[str]:
+        return frozenset(r.name for r in self.relations if r.symmetric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entities": {name: {"short": name, "verbose": name} for name in self.entities},
+            "relations": {
+                r.name: {"short": r.name, "verbose": r.verbose or r.name, "symmetric": r.symmetric}
+                for r in self.relations
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "<types>") -> Types:
+        if not isinstance(raw, dict):
+            raise DataError(f"{source}: a types file must be a JSON object with 'entities' and 'relations'")
+        entities = raw.get("entities")
+        relations = raw.get("relations", {})
+        if not isinstance(entities, dict) or not entities:
+            raise DataError(f"{source}, field 'entities': must be a non-empty object of entity types")
+        if not isinstance(relations, dict):
+            raise DataError(f"{source}, field 'relations': must be an object of relation types")
+        rel_types = []
+        for name, spec in relations.items():
+            spec = spec if isinstance(spec, dict) else {}
+            symmetric = spec.get("symmetric", False)
+            if not isinstance(symmetric, bool):
+                raise DataError(f"{source}, field 'relations.{name}.symmetric': must be true or false")
+            rel_types.append(RelationType(name, symmetric, spec.get("verbose")))
+        return cls(tuple(entities), tuple(rel_types))
+
+
+def read_types(path: str | os.PathLike[str]) -> Types:
+    return Types.from_dict(_load_json(Path(path)), str(path))
+
+
+def _load_json(path: Path) -> Any:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as first_error:
+        # Not one JSON document: try JSON Lines before reporting the first error.
+        if path.suffix == ".jsonl" or text.lstrip().startswith("{"):
+            records = []
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(
+                        f"{path}: invalid JSON at line {lineno}, column {e.colno}: {e.msg}"
+                    ) from None
+            return records
+        e = first_error
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_record(
+    raw: Any, index: int, source: str, types: Types | None, annotated: bool = True
+) -> tuple[Sentence | None, list[Problem]]:
+    """Turn one raw record into a Sentence, collecting every problem found in it."""
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        return None, [Problem(source, index, "<record>", "must be a JSON object")]
+    orig_id = raw.get("orig_id")
+
+    def problem(field_name: str, message: str) -> None:
+        problems.append(Problem(source, index, field_name, message, orig_id))
+
+    tokens = raw.get("tokens")
+    if not isinstance(tokens, list) or not tokens:
+        problem("tokens", "must be a non-empty list of strings")
+        return None, problems
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str) or not token:
+            problem(f"tokens[{i}]", f"must be a non-empty string, got {token!r}")
+    n_words = len(tokens)
+
+    entities: list[Entity] = []
+    raw_entities = raw.get("entities", []) if annotated else []
+    if not isinstance(raw_entities, list):
+        problem("entities", "must be a list")
+        raw_entities = []
+    for i, ent in enumerate(raw_entities):
+        name = f"entities[{i}]"
+        if not isinstance(ent, dict):
+            problem(name, "must be an object with type, start and end")
+            continue
+        ok = True
+        etype, start, end = ent.get("type"), ent.get("start"), ent.get("end")
+        if types is not None and etype not in types.entities:
+            problem(f"{name}.type", f"unknown entity type {etype!r}")
+            ok = False
+        elif not isinstance(etype, str):
+            problem(f"{name}.type", f"must be a string, got {etype!r}")
+            ok = False
+        if not _is_index(start) or not 0 <= start < n_words:
+            problem(f"{name}.start", f"{start!r} out of range for {n_words} tokens")
+            ok = False
+        if not _is_index(end) or not 0 < end <= n_words:
+            problem(f"{name}.end", f"{end!r} out of range for {n_words} tokens")
+            ok = False
+        elif _is_index(start) and end <= start:
+            problem(f"{name}.end", f"end {end} must be greater than start {start} (empty span)")
+            ok = False
+        score = ent.get("score")
+        if ok:
+            entities.append(Entity(etype, start, end, score if isinstance(score, float) else None))
+
+    relations: list[Relation] = []
+    raw_relations = raw.get("relations", []) if annotated else []
+    if not isinstance(raw_relations, list):
+        problem("relations", "must be a list")
+        raw_relations = []
+    relation_names = set(types.relation_names) if types is not None else None
+    for i, rel in enumerate(raw_relations):
+        name = f"relations[{i}]"
+        if not isinstance(rel, dict):
+            problem(name, "must be an object with type, head and tail")
+            continue
+        ok = True
+        rtype, head, tail = rel.get("type"), rel.get("head"), rel.get("tail")
+        if relation_names is not None and rtype not in relation_names:
+            problem(f"{name}.type", f"unknown relation type {rtype!r}")
+            ok = False
+        elif not isinstance(rtype, str):
+            problem(f"{name}.type", f"must be a string, got {rtype!r}")
+            ok = False
+        for key, value in (("head", head), ("tail", tail)):
+            if not _is_index(value) or not 0 <= value < len(raw_entities):
+                problem(f"{name}.{key}", f"{value!r} is not an entity index (0..{len(raw_entities) - 1})")
+                ok = False
+        if ok and head == tail:
+            problem(name, f"head and tail are the same entity ({head})")
+            ok = False
+        score = rel.get("score")
+        if ok:
+            relations.append(Relation(rtype, head, tail, score if isinstance(score, float) else None))
+
+    if problems:
+        return None, problems
+    return Sentence(list(tokens), entities, relations, orig_id), problems
+
+
+def check_dataset(
+    path: str | os.PathLike[str], types: Types | None, annotated: bool = True
+) -> tuple[list[Sentence], list[Problem]]:
+    """All sentences of a file and every problem in it (``spert validate``)."""
+    source = str(path)
+    raw = _load_json(Path(path))
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise DataError(f"{source}: a dataset must be a JSON list of sentences or JSON Lines")
+    sentences, problems = [], []
+    for index, record in enumerate(raw):
+        sentence, found = check_record(record, index, source, types, annotated)
+        problems.extend(found)
+        if sentence is not None:
+            sentences.append(sentence)
+    return sentences, problems
+
+
+def read_dataset(
+    path: str | os.PathLike[str], types: Types | None = None, annotated: bool = True
+) -> list[Sentence]:
+    """Read a dataset; any problem raises a DataError naming file, record and field."""
+    sentences, problems = check_dataset(path, types, annotated)
+    if problems:
+        shown = "\n  ".join(str(p) for p in problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise DataError(f"{len(problems)} problem(s) in {path}:\n  {shown}{more}")
+    return sentences
+
+
+def parse_sentences(records: Iterable[Any], types: Types | None = None, source: str = "<input>") -> list[Sentence]:
+    """Validate in-memory records (dicts, Sentences or token lists) into Sentences."""
+    out = []
+    for index, record in enumerate(records):
+        if isinstance(record, Sentence):
+            out.append(record)
+            continue
+        if isinstance(record, (list, tuple)):
+            record = {"tokens": list(record)}
+        sentence, problems = check_record(record, index, source, types)
+        if problems:
+            raise DataError(str(problems[0]))
+        assert sentence is not None
+        out.append(sentence)
+    return out
+
+
+def write_dataset(path: str | os.PathLike[str], sentences: Sequence[Sentence]) -> None:
+    """Write sentences atomically, as JSON Lines for ``.jsonl`` files, else as a JSON list."""
+    records = [s.to_dict() for s in sentences]
+    if str(path).endswith(".jsonl"):
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = json.dumps(records, ensure_ascii=False)
+    atomic_write_text(Path(path), text)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
