@@ -1,0 +1,125 @@
+"""Accuracy benchmark: train on CoNLL04 train with the paper's recipe, test on CoNLL04 test.
+
+    python benchmarks/accuracy.py --seeds 1 2
+
+Each seed's run lives in ``--work/seed_N``; a finished seed is not trained again. Writes
+``benchmarks/results/accuracy_conll04.json`` and ``.md`` (mean over seeds of the final model,
+as the original implementation reports, and of the best-on-dev model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from spert import SpertConfig, __version__, read_dataset, read_types
+from spert.api import SpERT
+from spert.data import atomic_write_text
+from spert.training import train
+
+ORIGINAL = {"entity_micro_f1": 69.74, "relation_strict_micro_f1": 46.96, "relation_strict_macro_f1": 50.00}
+
+
+def summarize(metrics: dict) -> dict:
+    return {
+        "entity_micro_f1": metrics["entities"]["micro"]["f1"],
+        "entity_macro_f1": metrics["entities"]["macro"]["f1"],
+        "relation_micro_f1": metrics["relations"]["micro"]["f1"],
+        "relation_strict_micro_f1": metrics["relations_strict"]["micro"]["f1"],
+        "relation_strict_macro_f1": metrics["relations_strict"]["macro"]["f1"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/datasets/conll04")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--work", default="runs/accuracy")
+    parser.add_argument("--results", default="benchmarks/results")
+    parser.add_argument("--name", default="accuracy_conll04")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    data = Path(args.data)
+    types = read_types(data / "conll04_types.json")
+    train_data = read_dataset(data / "conll04_train.json", types)
+    dev_data = read_dataset(data / "conll04_dev.json", types)
+    test_data = read_dataset(data / "conll04_test.json", types)
+    results_dir = Path(args.results)
+    json_path = results_dir / f"{args.name}.json"
+    report = json.loads(json_path.read_text()) if json_path.is_file() else {"runs": {}}
+
+    for seed in args.seeds:
+        if str(seed) in report["runs"]:
+            logging.info("seed %d done already", seed)
+            continue
+        config = SpertConfig(seed=seed, epochs=args.epochs)
+        run_dir = Path(args.work) / f"seed_{seed}"
+        started = time.perf_counter()
+        result = train(config, train_data, types, run_dir, dev_data=dev_data)
+        train_seconds = time.perf_counter() - started
+        final_metrics, _ = result.model.evaluate(test_data)
+        best_metrics, _ = SpERT.load(run_dir / "best").evaluate(test_data)
+        report["runs"][str(seed)] = {
+            "train_seconds": round(train_seconds, 1),
+            "best_epoch": result.best_epoch,
+            "final": summarize(final_metrics),
+            "best_on_dev": summarize(best_metrics),
+            "config": config.to_dict(),
+        }
+        write_report(report, results_dir, args.name)
+
+
+def write_report(report: dict, results_dir: Path, name: str) -> None:
+    runs = report["runs"]
+    report["spert_version"] = __version__
+    report["machine"] = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    report["original"] = ORIGINAL
+    for which in ("final", "best_on_dev"):
+        keys = next(iter(runs.values()))[which].keys()
+        report[f"mean_{which}"] = {
+            k: round(statistics.mean(r[which][k] for r in runs.values()), 2) for k in keys
+        }
+    atomic_write_text(results_dir / f"{name}.json", json.dumps(report, indent=2))
+    lines = [
+        f"# CoNLL04 test, bundled encoder (all-MiniLM-L6-v2), paper recipe ({len(runs)} seeds)",
+        "",
+        "Command: `python benchmarks/accuracy.py --seeds " + " ".join(runs) + "`",
+        "",
+        "| model | seed | entity micro F1 | relation strict micro F1 | relation strict macro F1 | train time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed, r in runs.items():
+        for which in ("final", "best_on_dev"):
+            m = r[which]
+            lines.append(
+                f"| {which} | {seed} | {m['entity_micro_f1']:.2f} | {m['relation_strict_micro_f1']:.2f} "
+                f"| {m['relation_strict_macro_f1']:.2f} | {r['train_seconds'] / 60:.1f} min |"
+            )
+    for which in ("final", "best_on_dev"):
+        m = report[f"mean_{which}"]
+        lines.append(
+            f"| **{which}, mean** | | **{m['entity_micro_f1']:.2f}** | **{m['relation_strict_micro_f1']:.2f}** "
+            f"| {m['relation_strict_macro_f1']:.2f} | |"
+        )
+    lines.append(
+        f"| original (lavis-nlp/spert), measured here | | {ORIGINAL['entity_micro_f1']:.2f} "
+        f"| {ORIGINAL['relation_strict_micro_f1']:.2f} | {ORIGINAL['relation_strict_macro_f1']:.2f} | 20.8 min |"
+    )
+    lines.append("")
+    lines.append(f"Machine: {report['machine']}. `final` is the model after the last epoch "
+                 "(what the original reports); `best_on_dev` the epoch with the best dev relation "
+                 "strict micro F1.")
+    atomic_write_text(results_dir / f"{name}.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

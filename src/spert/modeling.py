@@ -1,0 +1,141 @@
+"""The SpERT model: one encoder pass, then light span and pair heads.
+
+Span and context pooling reads only the pooled positions: max-pooling uses a sparse table
+(range maxima over power-of-two blocks), sum and mean use prefix sums, so no
+(spans x sequence length x hidden) tensor is ever built.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from spert.candidates import Batch
+from spert.config import SpertConfig
+
+
+class RangePooler:
+    """Pools ``hidden[b, start:end]`` for many ranges at once. Empty ranges pool to zeros."""
+
+    def __init__(self, hidden: torch.Tensor, mode: str) -> None:
+        self.hidden = hidden  # (B, T, H)
+        self.mode = mode
+        self._table: torch.Tensor | None = None  # (K, B, T, H) level k: max over [i, i + 2**k)
+        self._prefix: torch.Tensor | None = None  # (B, T + 1, H) prefix sums
+
+    def _sparse_table(self) -> torch.Tensor:
+        if self._table is None:
+            levels = [self.hidden]
+            seq_len = self.hidden.shape[1]
+            while 2 ** len(levels) <= seq_len:
+                prev, step = levels[-1], 2 ** (len(levels) - 1)
+                # Blocks running past the end are clipped; no query reads beyond its range.
+                shifted = torch.cat([prev[:, step:], prev[:, -1:].expand(-1, step, -1)], 1)
+                levels.append(torch.maximum(prev, shifted))
+            self._table = torch.stack(levels)
+        return self._table
+
+    def __call__(
+        self, batch_index: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+    ) -> torch.Tensor:
+        """batch_index, start, end: (N,) -> pooled (N, H)."""
+        hidden = self.hidden
+        batch_size, seq_len, dim = hidden.shape
+        length = end - start
+        empty = length <= 0
+        if self.mode == "max":
+            table = self._sparse_table().reshape(-1, dim)  # (K * B * T, H)
+            k = torch.floor(torch.log2(length.clamp(min=1).float())).long()  # (N,)
+            row = (k * batch_size + batch_index) * seq_len
+            left = table[row + start.clamp(max=seq_len - 1)]
+            right = table[row + (end - 2**k).clamp(min=0, max=seq_len - 1)]
+            pooled = torch.maximum(left, right)  # two blocks that cover [start, end)
+        else:
+            if self._prefix is None:
+                zero = hidden.new_zeros(batch_size, 1, dim)
+                self._prefix = torch.cat([zero, hidden.cumsum(1)], 1)
+            prefix = self._prefix
+            pooled = prefix[batch_index, end.clamp(0, seq_len)] - prefix[
+                batch_index, start.clamp(0, seq_len)
+            ]
+            if self.mode == "mean":
+                pooled = pooled / length.clamp(min=1).unsqueeze(-1).to(pooled.dtype)
+        return pooled.masked_fill(empty.unsqueeze(-1), 0.0)
+
+
+class SpertModel(nn.Module):
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        num_entity_types: int,
+        num_relation_types: int,
+        config: SpertConfig,
+    ) -> None:
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        width = config.width_embedding_dim
+        self.config = config
+        self.encoder = encoder
+        self.width_embedding = nn.Embedding(config.num_width_embeddings, width)
+        # entity: [span pool; width; sentence]   relation: [entity 1; context; entity 2]
+        self.entity_classifier = nn.Linear(2 * hidden + width, num_entity_types + 1)
+        self.relation_classifier = nn.Linear(3 * hidden + 2 * width, num_relation_types)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """Encoder pass over every window, gathered back into sentences: (B, T, H)."""
+        windows = self.encoder(
+            input_ids=batch.window_input_ids, attention_mask=batch.window_attention_mask
+        ).last_hidden_state  # (W, L, H)
+        return windows.reshape(-1, windows.shape[-1])[batch.token_index]  # (B, T, H)
+
+    def span_representations(
+        self, pooler: RangePooler, batch: Batch
+    ) -> torch.Tensor:
+        """entity(s) = [pool of its subwords; width embedding]: (N, H + width)."""
+        pooled = pooler(batch.span_batch, batch.span_bounds[:, 0], batch.span_bounds[:, 1])
+        widths = batch.span_widths.clamp(max=self.width_embedding.num_embeddings - 1)
+        return torch.cat([pooled, self.width_embedding(widths)], dim=-1)
+
+    def entity_logits(
+        self, spans: torch.Tensor, sentence: torch.Tensor, span_batch: torch.Tensor
+    ) -> torch.Tensor:
+        """spans (N, H + width), sentence (B, H) -> logits (N, 1 + entity types)."""
+        features = torch.cat([spans, sentence[span_batch]], dim=-1)
+        return self.entity_classifier(self.dropout(features))
+
+    def relation_logits(
+        self,
+        pooler: RangePooler,
+        spans: torch.Tensor,
+        sentence: torch.Tensor,
+        batch: Batch,
+        pairs: torch.Tensor,
+    ) -> torch.Tensor:
+        """pairs (P, 2) of span indices -> logits (P, relation types)."""
+        head, tail = pairs[:, 0], pairs[:, 1]
+        pair_batch = batch.span_batch[head]
+        if self.config.relation_context == "local":
+            # Context: the subwords strictly between the two spans (empty when they touch).
+            bounds = batch.span_bounds
+            start = torch.minimum(bounds[head, 1], bounds[tail, 1])
+            end = torch.maximum(bounds[head, 0], bounds[tail, 0])
+            context = pooler(pair_batch, start, end)  # (P, H)
+        elif self.config.relation_context == "sentence":
+            context = sentence[pair_batch]
+        else:
+            context = torch.zeros_like(sentence[pair_batch])
+        features = torch.cat([spans[head], context, spans[tail]], dim=-1)
+        return self.relation_classifier(self.dropout(features))
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass over sampled spans and pairs: entity (N, E+1), relation (P, R) logits."""
+        hidden = self.encode(batch)  # (B, T, H)
+        sentence = hidden[:, 0]  # (B, H) the encoder's first token ([CLS] / <s>)
+        pooler = RangePooler(hidden, self.config.pooling)
+        spans = self.span_representations(pooler, batch)  # (N, H + width)
+        entity_logits = self.entity_logits(spans, sentence, batch.span_batch)
+        assert batch.pairs is not None
+        relation_logits = self.relation_logits(pooler, spans, sentence, batch, batch.pairs)
+        return entity_logits, relation_logits
