@@ -24,7 +24,11 @@ from spert.api import SpERT
 from spert.data import atomic_write_text
 from spert.training import train
 
-ORIGINAL = {"entity_micro_f1": 69.74, "relation_strict_micro_f1": 46.96, "relation_strict_macro_f1": 50.00}
+ORIGINAL = {
+    "entity_micro_f1": 69.74,
+    "relation_strict_micro_f1": 46.96,
+    "relation_strict_macro_f1": 50.00,
+}
 
 
 def summarize(metrics: dict) -> dict:
@@ -38,7 +42,9 @@ def summarize(metrics: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="../shared/datasets/conll04")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--epochs", type=int, default=20)
@@ -81,7 +87,9 @@ def main() -> None:
 def write_report(report: dict, results_dir: Path, name: str) -> None:
     runs = report["runs"]
     report["spert_version"] = __version__
-    report["machine"] = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    report["machine"] = (
+        f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     report["original"] = ORIGINAL
     for which in ("final", "best_on_dev"):
         keys = next(iter(runs.values()))[which].keys()
@@ -89,35 +97,40 @@ def write_report(report: dict, results_dir: Path, name: str) -> None:
             k: round(statistics.mean(r[which][k] for r in runs.values()), 2) for k in keys
         }
     atomic_write_text(results_dir / f"{name}.json", json.dumps(report, indent=2))
+    header = [
+        "model",
+        "seed",
+        "entity micro F1",
+        "relation strict micro F1",
+        "relation strict macro F1",
+        "train time",
+    ]
     lines = [
         f"# CoNLL04 test, bundled encoder (all-MiniLM-L6-v2), paper recipe ({len(runs)} seeds)",
         "",
         "Command: `python benchmarks/accuracy.py --seeds " + " ".join(runs) + "`",
         "",
-        "| model | seed | entity micro F1 | relation strict micro F1 | relation strict macro F1 | train time |",
-        "|---|---|---|---|---|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
     ]
+
+    def row(name: str, seed: str, m: dict, time: str, bold: bool = False) -> str:
+        f1 = [m["entity_micro_f1"], m["relation_strict_micro_f1"], m["relation_strict_macro_f1"]]
+        cells = [f"**{v:.2f}**" if bold else f"{v:.2f}" for v in f1]
+        return f"| {name} | {seed} | " + " | ".join(cells) + f" | {time} |"
+
     for seed, r in runs.items():
         for which in ("final", "best_on_dev"):
-            m = r[which]
-            lines.append(
-                f"| {which} | {seed} | {m['entity_micro_f1']:.2f} | {m['relation_strict_micro_f1']:.2f} "
-                f"| {m['relation_strict_macro_f1']:.2f} | {r['train_seconds'] / 60:.1f} min |"
-            )
+            lines.append(row(which, seed, r[which], f"{r['train_seconds'] / 60:.1f} min"))
     for which in ("final", "best_on_dev"):
-        m = report[f"mean_{which}"]
-        lines.append(
-            f"| **{which}, mean** | | **{m['entity_micro_f1']:.2f}** | **{m['relation_strict_micro_f1']:.2f}** "
-            f"| {m['relation_strict_macro_f1']:.2f} | |"
-        )
-    lines.append(
-        f"| original (lavis-nlp/spert), measured here | | {ORIGINAL['entity_micro_f1']:.2f} "
-        f"| {ORIGINAL['relation_strict_micro_f1']:.2f} | {ORIGINAL['relation_strict_macro_f1']:.2f} | 20.8 min |"
-    )
+        lines.append(row(f"{which}, mean", "", report[f"mean_{which}"], "", bold=True))
+    lines.append(row("original (lavis-nlp/spert), measured here", "", ORIGINAL, "20.8 min"))
     lines.append("")
-    lines.append(f"Machine: {report['machine']}. `final` is the model after the last epoch "
-                 "(what the original reports); `best_on_dev` the epoch with the best dev relation "
-                 "strict micro F1.")
+    lines.append(
+        f"Machine: {report['machine']}. `final` is the model after the last epoch "
+        "(what the original reports); `best_on_dev` the epoch with the best dev relation "
+        "strict micro F1."
+    )
     atomic_write_text(results_dir / f"{name}.md", "\n".join(lines) + "\n")
 
 

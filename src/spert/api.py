@@ -99,6 +99,11 @@ class SpERT:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ModelError(f"{meta_path}: unreadable ({e})") from None
+        if not isinstance(meta, dict):
+            raise ModelError(f"{meta_path}: not a SpERT model description")
+        for required in (HEADS_FILE, ENCODER_DIR):
+            if not (path / required).exists():
+                raise ModelError(f"{path}: incomplete model directory, {required} is missing")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ModelError(
                 f"{path}: saved by spert {meta.get('spert_version', '?')} in model format "
@@ -114,12 +119,12 @@ class SpERT:
         tokenizer = load_tokenizer(encoder_path)
         encoder = AutoModel.from_pretrained(encoder_path)
         model = SpertModel(encoder, len(types.entities), len(types.relations), config)
-        missing, unexpected = model.load_state_dict(
-            load_file(str(path / HEADS_FILE)), strict=False
-        )
+        missing, unexpected = model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)
         missing = [k for k in missing if not k.startswith("encoder.")]
         if missing or unexpected:
-            raise ModelError(f"{path}: heads do not match (missing {missing}, unexpected {unexpected})")
+            raise ModelError(
+                f"{path}: heads do not match (missing {missing}, unexpected {unexpected})"
+            )
         model.eval()
         return cls(model, tokenizer, types, config, device)
 
@@ -186,9 +191,10 @@ class SpERT:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode(), tqdm(
-                total=len(inputs), unit="sent", disable=not progress, desc="predict"
-            ) as bar:
+            with (
+                torch.inference_mode(),
+                tqdm(total=len(inputs), unit="sent", disable=not progress, desc="predict") as bar,
+            ):
                 for chunk, batch in self.inference_batches(inputs, batch_size):
                     decoded = decode_batch(
                         self.model,
@@ -220,8 +226,9 @@ class SpERT:
 
 def _as_sentence(item: Sentence | Sequence[str] | dict[str, Any], index: int) -> Sentence:
     if isinstance(item, Sentence):
-        return item
-    record = item if isinstance(item, dict) else {"tokens": list(item)}
+        record: Any = {"tokens": item.tokens, "orig_id": item.orig_id}
+    else:
+        record = item if isinstance(item, dict) else {"tokens": list(item)}
     sentence, problems = check_record(record, index, "<input>", None, annotated=False)
     if problems or sentence is None:
         raise DataError(str(problems[0]))

@@ -70,7 +70,9 @@ def sample_training(
         head, tail = slot_of[rel.head], slot_of[rel.tail]
         directions = [(head, tail), (tail, head)] if rel.type in symmetric else [(head, tail)]
         for pair in directions:
-            positive.setdefault(pair, np.zeros(n_rel, dtype=np.float32))[relation_index[rel.type]] = 1
+            positive.setdefault(pair, np.zeros(n_rel, dtype=np.float32))[
+                relation_index[rel.type]
+            ] = 1
 
     # Strong negatives: ordered pairs of gold entity spans that hold no relation.
     slots = sorted(set(slot_of))
@@ -90,7 +92,9 @@ def sample_training(
     gold_keys = np.asarray(gold_spans, dtype=np.int64).reshape(-1, 2) @ np.array([n_words + 1, 1])
     negatives = candidates[~np.isin(candidates @ np.array([n_words + 1, 1]), gold_keys)]
     if len(negatives) > config.neg_entity_count:
-        negatives = negatives[np.sort(rng.choice(len(negatives), config.neg_entity_count, replace=False))]
+        negatives = negatives[
+            np.sort(rng.choice(len(negatives), config.neg_entity_count, replace=False))
+        ]
 
     spans = np.concatenate(
         [np.asarray(gold_spans, dtype=np.int64).reshape(-1, 2), negatives.reshape(-1, 2)]
@@ -124,7 +128,9 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         moved = {
-            name: (value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value)
+            name: (
+                value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            )
             for name, value in vars(self).items()
         }
         return Batch(**moved)

@@ -122,9 +122,7 @@ class SpertConfig:
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                raise ConfigError(
-                    f"{source}: option {name} must be {want.__name__}, got {value!r}"
-                )
+                raise ConfigError(f"{source}: option {name} must be {want.__name__}, got {value!r}")
             checked[name] = value
         return cls(**checked)
 

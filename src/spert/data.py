@@ -2,8 +2,8 @@
 
 A dataset is a JSON list of sentences (or JSONL, one sentence a line)::
 
-    {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}],
-     "orig_id": ...}
+    {"tokens": [...], "entities": [{"type", "start", "end"}],
+     "relations": [{"type", "head", "tail"}], "orig_id": ...}
 
 Every problem is reported with the file, the record index (and ``orig_id``) and the field;
 nothing is dropped silently.
@@ -124,11 +124,15 @@ class Types:
     @classmethod
     def from_dict(cls, raw: Any, source: str = "<types>") -> Types:
         if not isinstance(raw, dict):
-            raise DataError(f"{source}: a types file must be a JSON object with 'entities' and 'relations'")
+            raise DataError(
+                f"{source}: a types file must be a JSON object with 'entities' and 'relations'"
+            )
         entities = raw.get("entities")
         relations = raw.get("relations", {})
         if not isinstance(entities, dict) or not entities:
-            raise DataError(f"{source}, field 'entities': must be a non-empty object of entity types")
+            raise DataError(
+                f"{source}, field 'entities': must be a non-empty object of entity types"
+            )
         if not isinstance(relations, dict):
             raise DataError(f"{source}, field 'relations': must be an object of relation types")
         rel_types = []
@@ -136,7 +140,9 @@ class Types:
             spec = spec if isinstance(spec, dict) else {}
             symmetric = spec.get("symmetric", False)
             if not isinstance(symmetric, bool):
-                raise DataError(f"{source}, field 'relations.{name}.symmetric': must be true or false")
+                raise DataError(
+                    f"{source}, field 'relations.{name}.symmetric': must be true or false"
+                )
             rel_types.append(RelationType(name, symmetric, spec.get("verbose")))
         return cls(tuple(entities), tuple(rel_types))
 
@@ -161,12 +167,17 @@ def _load_json(path: Path) -> Any:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as e:
+                    if path.suffix != ".jsonl" and not records:
+                        break  # not JSON Lines (a pretty-printed object): use the first error
                     raise DataError(
                         f"{path}: invalid JSON at line {lineno}, column {e.colno}: {e.msg}"
                     ) from None
-            return records
+            else:
+                return records
         e = first_error
-        raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise DataError(
+            f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
 
 
 def _is_index(value: Any) -> bool:
@@ -230,7 +241,8 @@ def check_record(
     if not isinstance(raw_relations, list):
         problem("relations", "must be a list")
         raw_relations = []
-    relation_names = set(types.relation_names) if types is not None else None
+    # A tuple, not a set: a malformed type may be unhashable (a list) and must be reported.
+    relation_names = types.relation_names if types is not None else None
     for i, rel in enumerate(raw_relations):
         name = f"relations[{i}]"
         if not isinstance(rel, dict):
@@ -246,14 +258,19 @@ def check_record(
             ok = False
         for key, value in (("head", head), ("tail", tail)):
             if not _is_index(value) or not 0 <= value < len(raw_entities):
-                problem(f"{name}.{key}", f"{value!r} is not an entity index (0..{len(raw_entities) - 1})")
+                problem(
+                    f"{name}.{key}",
+                    f"{value!r} is not an entity index (0..{len(raw_entities) - 1})",
+                )
                 ok = False
         if ok and head == tail:
             problem(name, f"head and tail are the same entity ({head})")
             ok = False
         score = rel.get("score")
         if ok:
-            relations.append(Relation(rtype, head, tail, score if isinstance(score, float) else None))
+            relations.append(
+                Relation(rtype, head, tail, score if isinstance(score, float) else None)
+            )
 
     if problems:
         return None, problems
@@ -291,7 +308,9 @@ def read_dataset(
     return sentences
 
 
-def parse_sentences(records: Iterable[Any], types: Types | None = None, source: str = "<input>") -> list[Sentence]:
+def parse_sentences(
+    records: Iterable[Any], types: Types | None = None, source: str = "<input>"
+) -> list[Sentence]:
     """Validate in-memory records (dicts, Sentences or token lists) into Sentences."""
     out = []
     for index, record in enumerate(records):
@@ -329,4 +348,3 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-

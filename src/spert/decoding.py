@@ -28,7 +28,8 @@ def decode_batch(
     # Kept spans, ordered by sentence, then start, then end.
     kept = torch.nonzero(entity_labels > 0).squeeze(1)  # (M,)
     words = batch.span_words[kept]
-    seq = batch.token_index.shape[1] + 1
+    # Bound by word indices, not subword length: words with no subwords can outnumber subwords.
+    seq = int(words.max()) + 1 if len(words) else 1
     order = torch.argsort((batch.span_batch[kept] * seq + words[:, 0]) * seq + words[:, 1])
     kept = kept[order]
     kept_batch = batch.span_batch[kept]
@@ -50,10 +51,14 @@ def decode_batch(
     hit_pair, hit_type = torch.nonzero(relation_probs > relation_threshold, as_tuple=True)
 
     # Per-sentence entity numbering: rank of each kept span within its sentence.
-    first_of_sentence = torch.searchsorted(kept_batch, torch.arange(batch.num_sentences, device=kept.device))
+    first_of_sentence = torch.searchsorted(
+        kept_batch, torch.arange(batch.num_sentences, device=kept.device)
+    )
     slot_in_sentence = torch.arange(len(kept), device=kept.device) - first_of_sentence[kept_batch]
 
-    results: list[tuple[list[Entity], list[Relation]]] = [([], []) for _ in range(batch.num_sentences)]
+    results: list[tuple[list[Entity], list[Relation]]] = [
+        ([], []) for _ in range(batch.num_sentences)
+    ]
     entity_names = types.entities
     for b, (start, end), label, score in zip(
         kept_batch.tolist(),
@@ -62,14 +67,22 @@ def decode_batch(
         entity_scores[kept].tolist(),
     ):
         results[b][0].append(Entity(entity_names[label - 1], start, end, round(score, 6)))
-    relation_names = types.relation_names
+    relation_names, symmetric = types.relation_names, types.symmetric
     slots, sentence_of = slot_in_sentence.tolist(), kept_batch.tolist()
     heads, tails = head_slot.tolist(), tail_slot.tolist()
+    # A symmetric relation is one fact: of its two directions keep the higher-scoring one.
+    chosen: dict[tuple[int, int, int, int], tuple[float, int, int]] = {}
     for p, t, score in zip(
         hit_pair.tolist(), hit_type.tolist(), relation_probs[hit_pair, hit_type].tolist()
     ):
-        h, tl = heads[p], tails[p]
-        results[sentence_of[h]][1].append(
-            Relation(relation_names[t], slots[h], slots[tl], round(score, 6))
+        h, tl = slots[heads[p]], slots[tails[p]]
+        key = (
+            sentence_of[heads[p]],
+            *((min(h, tl), max(h, tl)) if relation_names[t] in symmetric else (h, tl)),
+            t,
         )
+        if key not in chosen or score > chosen[key][0]:
+            chosen[key] = (score, h, tl)
+    for (b, _, _, t), (score, h, tl) in chosen.items():
+        results[b][1].append(Relation(relation_names[t], h, tl, round(score, 6)))
     return results

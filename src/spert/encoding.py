@@ -121,7 +121,11 @@ class SentenceEncoder:
         word_starts: np.ndarray,
         word_ends: np.ndarray,
     ) -> EncodedSentence:
-        head, body, tail = input_ids[:prefix], input_ids[prefix:suffix_start], input_ids[suffix_start:]
+        head, body, tail = (
+            input_ids[:prefix],
+            input_ids[prefix:suffix_start],
+            input_ids[suffix_start:],
+        )
         size = self.max_length - len(head) - len(tail)  # subwords per window
         stride = max(1, size // 2)
         starts = list(range(0, max(1, len(body) - size + stride), stride))
@@ -146,8 +150,11 @@ class SentenceEncoder:
             [np.arange(len(head)), offsets, last_len + np.arange(len(tail))]
         )
         return EncodedSentence(
-            windows, position_window.astype(np.int64), position_offset.astype(np.int64),
-            word_starts, word_ends,
+            windows,
+            position_window.astype(np.int64),
+            position_offset.astype(np.int64),
+            word_starts,
+            word_ends,
         )
 
 
@@ -156,8 +163,12 @@ def _leading_specials(word_of: np.ndarray) -> int:
     return min(1, len(word_of))
 
 
-def encoder_input_limit(tokenizer: PreTrainedTokenizerBase, max_position_embeddings: int,
-                        model_type: str, override: int = 0) -> int:
+def encoder_input_limit(
+    tokenizer: PreTrainedTokenizerBase,
+    max_position_embeddings: int,
+    model_type: str,
+    override: int = 0,
+) -> int:
     """Subwords one encoder pass may take."""
     if override > 0:
         return override

@@ -56,9 +56,10 @@ class RangePooler:
                 zero = hidden.new_zeros(batch_size, 1, dim)
                 self._prefix = torch.cat([zero, hidden.cumsum(1)], 1)
             prefix = self._prefix
-            pooled = prefix[batch_index, end.clamp(0, seq_len)] - prefix[
-                batch_index, start.clamp(0, seq_len)
-            ]
+            pooled = (
+                prefix[batch_index, end.clamp(0, seq_len)]
+                - prefix[batch_index, start.clamp(0, seq_len)]
+            )
             if self.mode == "mean":
                 pooled = pooled / length.clamp(min=1).unsqueeze(-1).to(pooled.dtype)
         return pooled.masked_fill(empty.unsqueeze(-1), 0.0)
@@ -90,9 +91,7 @@ class SpertModel(nn.Module):
         ).last_hidden_state  # (W, L, H)
         return windows.reshape(-1, windows.shape[-1])[batch.token_index]  # (B, T, H)
 
-    def span_representations(
-        self, pooler: RangePooler, batch: Batch
-    ) -> torch.Tensor:
+    def span_representations(self, pooler: RangePooler, batch: Batch) -> torch.Tensor:
         """entity(s) = [pool of its subwords; width embedding]: (N, H + width)."""
         pooled = pooler(batch.span_batch, batch.span_bounds[:, 0], batch.span_bounds[:, 1])
         widths = batch.span_widths.clamp(max=self.width_embedding.num_embeddings - 1)

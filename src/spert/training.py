@@ -1,4 +1,4 @@
-"""Training as in the SpERT paper: sampled spans and pairs, CE + BCE loss, AdamW, linear schedule."""
+"""Training as in the SpERT paper: sampled spans and pairs, CE + BCE, AdamW, linear schedule."""
 
 from __future__ import annotations
 
@@ -132,7 +132,9 @@ def train(
         order = rng.permutation(len(train_data))
         started, loss_sum = time.perf_counter(), 0.0
         bar = tqdm(
-            total=len(train_data), unit="sent", desc=f"epoch {epoch}/{config.epochs}",
+            total=len(train_data),
+            unit="sent",
+            desc=f"epoch {epoch}/{config.epochs}",
             disable=not progress,
         )
         for i in range(0, len(order), config.train_batch_size):
@@ -173,7 +175,9 @@ def train(
                 "relation_strict_micro_f1": score,
             }
             if writer is not None:
-                writer.add_scalar("dev/entity_micro_f1", dev_metrics["entities"]["micro"]["f1"], step)
+                writer.add_scalar(
+                    "dev/entity_micro_f1", dev_metrics["entities"]["micro"]["f1"], step
+                )
                 writer.add_scalar("dev/relation_strict_micro_f1", score, step)
             if score > best_score:
                 best_score, best_epoch, best_dev = score, epoch, dev_metrics

@@ -1,0 +1,3 @@
+from spert.cli import main
+
+main()

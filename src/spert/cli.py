@@ -1,0 +1,217 @@
+"""The ``spert`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from spert import __version__
+from spert.config import ConfigError, SpertConfig
+from spert.data import DataError, atomic_write_text, check_dataset, read_dataset, read_types
+
+logger = logging.getLogger("spert")
+
+
+class CliError(Exception):
+    """A user error reported as one line, without a traceback."""
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "hyper-parameters", "override the defaults and --config (SpertConfig fields)"
+    )
+    helps = SpertConfig.option_help()
+    defaults = SpertConfig()
+    for name, kind in SpertConfig.option_types().items():
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        text = f"{helps.get(name, '')} (default: {default})".strip()
+        if kind is bool:
+            group.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=name,
+                type=kind,
+                default=argparse.SUPPRESS,
+                metavar=kind.__name__.upper(),
+                help=text,
+            )
+
+
+def build_config(args: argparse.Namespace) -> SpertConfig:
+    config = SpertConfig.from_toml(args.config) if args.config else SpertConfig()
+    overrides = {k: v for k, v in vars(args).items() if k in SpertConfig.option_types()}
+    return SpertConfig.from_dict({**config.to_dict(), **overrides}, "command line")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from spert.training import train
+
+    config = build_config(args)
+    types = read_types(args.types)
+    train_data = read_dataset(args.train, types)
+    dev_data = read_dataset(args.dev, types) if args.dev else None
+    logger.info("training on %d sentences, %s", len(train_data), config)
+    result = train(config, train_data, types, args.out, dev_data=dev_data, device=args.device)
+    out = Path(args.out)
+    if result.best_epoch is not None:
+        logger.info("best dev epoch %d -> %s", result.best_epoch, out / "best")
+    print(f"saved {out / 'final'}" + (f" and {out / 'best'}" if result.best_epoch else ""))
+
+
+def _load_model(path: str, device: str | None) -> Any:
+    from spert.api import SpERT
+
+    return SpERT.load(path, device=device)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from spert.data import write_dataset
+    from spert.evaluation import format_metrics
+
+    model = _load_model(args.model, args.device)
+    data = read_dataset(args.data, model.types)
+    metrics, predictions = model.evaluate(
+        data, no_overlap=args.no_overlap, batch_size=args.batch_size, progress=True
+    )
+    print(format_metrics(metrics))
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(metrics, indent=2))
+    if args.predictions:
+        write_dataset(args.predictions, predictions)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from spert.data import write_dataset
+
+    model = _load_model(args.model, args.device)
+    sentences, problems = check_dataset(args.input, None, annotated=False)
+    if problems:
+        raise DataError("; ".join(str(p) for p in problems[:5]))
+    predictions = model.predict(sentences, batch_size=args.batch_size, progress=True)
+    write_dataset(args.out, predictions)
+    n_ent = sum(len(p.entities) for p in predictions)
+    n_rel = sum(len(p.relations) for p in predictions)
+    print(f"{len(predictions)} sentences, {n_ent} entities, {n_rel} relations -> {args.out}")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    types = read_types(args.types)
+    total = 0
+    for path in args.data:
+        sentences, problems = check_dataset(path, types)
+        for problem in problems:
+            print(problem)
+        total += len(problems)
+        n_ent = sum(len(s.entities) for s in sentences)
+        n_rel = sum(len(s.relations) for s in sentences)
+        print(
+            f"{path}: {len(sentences)} valid sentences, {n_ent} entities, {n_rel} relations, "
+            f"{len(problems)} problem(s)"
+        )
+    if total:
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spert", description="SpERT: span-based joint entity and relation extraction."
+    )
+    parser.add_argument("--version", action="version", version=f"spert {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model",
+        description="Train SpERT; writes "
+        "OUT/best (best dev relation strict micro F1), OUT/final and OUT/metrics.jsonl.",
+    )
+    p.add_argument("--train", required=True, help="training set (SpERT JSON or JSONL)")
+    p.add_argument("--dev", help="dev set, evaluated after each epoch")
+    p.add_argument("--types", required=True, help="types file")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", help="TOML file of hyper-parameters (SpertConfig fields)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on gold data",
+        description="Print precision, recall and F1 (micro, macro, per type).",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--data", required=True, help="gold data (SpERT JSON or JSONL)")
+    p.add_argument("--out", help="write the metrics JSON here")
+    p.add_argument("--predictions", help="also write the predictions here")
+    p.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="ignore overlapping entities (the ADE 'without overlap' setting)",
+    )
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict entities and relations",
+        description="Read tokenized sentences (SpERT JSON or JSONL), write them "
+        "with predicted entities and relations and their scores.",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--input", required=True, help="SpERT JSON or JSONL with 'tokens'")
+    p.add_argument("--out", required=True, help="output file (.jsonl for JSON Lines)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("validate", help="list every problem in dataset files")
+    p.add_argument("--data", required=True, nargs="+", help="dataset file(s)")
+    p.add_argument("--types", required=True, help="types file")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _quiet_transformers()
+    try:
+        args.func(args)
+    except (DataError, ConfigError, CliError, FileNotFoundError) as e:
+        sys.exit(f"spert: error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("spert: interrupted")
+    except Exception as e:  # model directory and encoder problems
+        from spert.api import ModelError
+
+        if isinstance(e, ModelError):
+            sys.exit(f"spert: error: {e}")
+        raise
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+if __name__ == "__main__":
+    main()

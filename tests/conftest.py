@@ -1,0 +1,138 @@
+"""Shared fixtures: tiny randomly initialized encoders (BERT- and RoBERTa-style) and data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import ByteLevelBPETokenizer
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizer,
+    RobertaConfig,
+    RobertaModel,
+    RobertaTokenizer,
+)
+
+from spert.config import SpertConfig
+from spert.data import Entity, Relation, RelationType, Sentence, Types
+
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+CORPUS = [
+    "John Wilkes Booth , who assassinated President Lincoln , was an actor .",
+    "Mary works for Acme Corp in Boston and lives in Cambridge .",
+    "The Ministry of Health in Paris hired Dr. Smith last year .",
+]
+WORDS = sorted({w for line in CORPUS for w in line.split()})
+BERT_PIECES = ["##s", "##ed", "##ing", "##er", "##on", "##a", "##e", "##o", "##n", "##t"]
+
+
+def tiny_bert_dir(root: Path, lowercase: bool = False, max_position: int = 64) -> Path:
+    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved like a hub model."""
+    path = root / ("tiny-bert-uncased" if lowercase else "tiny-bert-cased")
+    if path.exists():
+        return path
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({w.lower() for w in WORDS}) if lowercase else WORDS
+    chars = sorted({c for w in words for c in w})
+    vocab = specials + words + chars + [f"##{c}" for c in chars] + BERT_PIECES
+    vocab = list(dict.fromkeys(vocab))
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=lowercase)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_position,
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_roberta_dir(root: Path, max_position: int = 66) -> Path:
+    """A 2-layer, 32-wide RoBERTa with a byte-level BPE trained on a few sentences."""
+    path = root / "tiny-roberta"
+    if path.exists():
+        return path
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        CORPUS * 5,
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
+    tmp = root / "bpe"
+    tmp.mkdir(exist_ok=True)
+    bpe.save_model(str(tmp))
+    tokenizer = RobertaTokenizer(
+        vocab=str(tmp / "vocab.json"), merges=str(tmp / "merges.txt"), add_prefix_space=True
+    )
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_position,
+        pad_token_id=1,
+    )
+    RobertaModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("encoders")
+
+
+@pytest.fixture(scope="session")
+def bert_dir(encoder_root: Path) -> Path:
+    return tiny_bert_dir(encoder_root)
+
+
+@pytest.fixture(scope="session")
+def bert_uncased_dir(encoder_root: Path) -> Path:
+    return tiny_bert_dir(encoder_root, lowercase=True)
+
+
+@pytest.fixture(scope="session")
+def roberta_dir(encoder_root: Path) -> Path:
+    return tiny_roberta_dir(encoder_root)
+
+
+@pytest.fixture()
+def types() -> Types:
+    return Types(
+        entities=("Peop", "Org", "Loc"),
+        relations=(RelationType("Work_For"), RelationType("Live_In"), RelationType("Spouse", True)),
+    )
+
+
+@pytest.fixture()
+def sentences() -> list[Sentence]:
+    return [
+        Sentence(
+            "Mary works for Acme Corp in Boston and lives in Cambridge .".split(),
+            [Entity("Peop", 0, 1), Entity("Org", 3, 5), Entity("Loc", 6, 7), Entity("Loc", 10, 11)],
+            [Relation("Work_For", 0, 1), Relation("Live_In", 0, 3)],
+        ),
+        Sentence(
+            "John Wilkes Booth , who assassinated President Lincoln , was an actor .".split(),
+            [Entity("Peop", 0, 3), Entity("Peop", 6, 8)],
+            [Relation("Spouse", 0, 1)],
+        ),
+        Sentence("The Ministry of Health in Paris hired Dr. Smith last year .".split()),
+    ]
+
+
+@pytest.fixture()
+def tiny_config(bert_dir: Path) -> SpertConfig:
+    return SpertConfig(encoder=str(bert_dir), epochs=1, neg_entity_count=20, neg_relation_count=20)

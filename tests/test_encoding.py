@@ -1,0 +1,246 @@
+"""Word/subword alignment and windowing of long sentences, with tiny BERT and RoBERTa tokenizers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import PreTrainedTokenizerBase
+
+from spert.encoding import EncodedSentence, SentenceEncoder, encoder_input_limit, load_tokenizer
+
+SENTENCE = "John Wilkes Booth , who assassinated President Lincoln , was an actor .".split()
+# Words outside the tiny vocabularies' word list, split into several subwords.
+SPLIT_WORDS = ["Maryon", "Bostoner", "Lincolns", "actored"]
+SHORT = ["Mary", "works", "for", "Acme", "Corp", "in", "Boston", "."]
+BIG = 10_000  # a max_length under which nothing is windowed
+
+
+@pytest.fixture(params=["bert_dir", "bert_uncased_dir", "roberta_dir"])
+def tokenizer_case(request: pytest.FixtureRequest) -> tuple[PreTrainedTokenizerBase, bool]:
+    """(tokenizer, lowercases) for each tiny encoder."""
+    path: Path = request.getfixturevalue(request.param)
+    return load_tokenizer(path), request.param == "bert_uncased_dir"
+
+
+@pytest.fixture(params=["bert_dir", "bert_uncased_dir"])
+def bert_tokenizer(request: pytest.FixtureRequest) -> PreTrainedTokenizerBase:
+    return load_tokenizer(request.getfixturevalue(request.param))
+
+
+def full_ids(encoded: EncodedSentence) -> list[int]:
+    """The full subword sequence, read back through the window mapping."""
+    where = zip(encoded.position_window.tolist(), encoded.position_offset.tolist(), strict=True)
+    return [encoded.windows[w][o] for w, o in where]
+
+
+def word_text(tokenizer: PreTrainedTokenizerBase, ids: list[int], word: str) -> str:
+    if not word.isascii():  # byte-level pieces of a non-ASCII character: decode the bytes
+        return tokenizer.decode(ids).strip()
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    return "".join(p.removeprefix("##").replace("Ġ", "") for p in pieces)
+
+
+def special_positions(encoded: EncodedSentence) -> list[int]:
+    covered = np.zeros(encoded.seq_len, dtype=bool)
+    for start, end in zip(encoded.word_starts, encoded.word_ends, strict=True):
+        covered[start:end] = True
+    return np.flatnonzero(~covered).tolist()
+
+
+def check_alignment(
+    tokenizer: PreTrainedTokenizerBase, words: list[str], encoded: EncodedSentence, lower: bool
+) -> None:
+    ids = full_ids(encoded)
+    assert len(encoded.word_starts) == len(encoded.word_ends) == len(words)
+    # Words follow one another without gaps or overlaps.
+    assert np.all(encoded.word_starts <= encoded.word_ends)
+    assert np.all(encoded.word_ends[:-1] <= encoded.word_starts[1:])
+    for word, start, end in zip(words, encoded.word_starts, encoded.word_ends, strict=True):
+        if end > start:
+            expected = word.lower() if lower else word
+            assert word_text(tokenizer, ids[start:end], word) == expected, word
+
+
+def test_tokenizers_are_fast(tokenizer_case):
+    tokenizer, _ = tokenizer_case
+    assert tokenizer.is_fast
+
+
+def test_each_word_decodes_to_itself(tokenizer_case):
+    tokenizer, lower = tokenizer_case
+    words = SENTENCE[:5] + SPLIT_WORDS + SENTENCE[5:]
+    encoded = SentenceEncoder(tokenizer, BIG).encode([words])[0]
+    check_alignment(tokenizer, words, encoded, lower)
+    assert np.all(encoded.word_ends > encoded.word_starts)  # every word has subwords here
+    assert len(encoded.windows) == 1
+    assert encoded.windows[0] == tokenizer(words, is_split_into_words=True)["input_ids"]
+    # Some of these words really are split into several subwords.
+    assert np.any(encoded.word_ends - encoded.word_starts > 1)
+
+
+def test_special_tokens_belong_to_no_word(tokenizer_case):
+    tokenizer, _ = tokenizer_case
+    encoded = SentenceEncoder(tokenizer, BIG).encode([SHORT])[0]
+    ids = full_ids(encoded)
+    specials = special_positions(encoded)
+    assert specials[0] == 0 and specials[-1] == encoded.seq_len - 1
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert {ids[p] for p in specials} <= set(tokenizer.all_special_ids)
+    content = [i for p, i in enumerate(ids) if p not in specials]
+    assert not set(content) & set(tokenizer.all_special_ids)
+    assert encoded.word_starts[0] == 1 and encoded.word_ends[-1] == encoded.seq_len - 1
+
+
+def test_batch_encodes_each_sentence_alone(tokenizer_case):
+    tokenizer, _ = tokenizer_case
+    encoder = SentenceEncoder(tokenizer, BIG)
+    batch = encoder.encode([SHORT, SENTENCE, ["Mary"]])
+    for words, encoded in zip([SHORT, SENTENCE, ["Mary"]], batch, strict=True):
+        alone = encoder.encode([words])[0]
+        assert encoded.windows == alone.windows
+        np.testing.assert_array_equal(encoded.word_starts, alone.word_starts)
+        np.testing.assert_array_equal(encoded.word_ends, alone.word_ends)
+    assert encoder.encode([]) == []
+
+
+@pytest.mark.parametrize("empty", ["\u200b", "\x07"])
+@pytest.mark.parametrize("where", [0, 3, len(SHORT)])
+def test_word_without_subwords(bert_tokenizer, empty: str, where: int):
+    lower = (
+        bert_tokenizer("Mary", add_special_tokens=False)["input_ids"]
+        == (bert_tokenizer("mary", add_special_tokens=False)["input_ids"])
+    )
+    encoder = SentenceEncoder(bert_tokenizer, BIG)
+    words = SHORT[:where] + [empty] + SHORT[where:]
+    encoded, plain = encoder.encode([words, SHORT])
+    assert encoded.windows == plain.windows
+    assert encoded.word_starts[where] == encoded.word_ends[where]
+    # It sits where the next word starts; the other words keep their subwords.
+    keep = [i for i in range(len(words)) if i != where]
+    np.testing.assert_array_equal(encoded.word_starts[keep], plain.word_starts)
+    np.testing.assert_array_equal(encoded.word_ends[keep], plain.word_ends)
+    expected_at = plain.word_starts[where] if where < len(SHORT) else plain.word_ends[-1]
+    assert encoded.word_starts[where] == expected_at
+    check_alignment(bert_tokenizer, words, encoded, lower)
+
+
+def test_sentence_of_only_empty_words(bert_tokenizer):
+    encoded = SentenceEncoder(bert_tokenizer, BIG).encode([["\u200b", "\x07"]])[0]
+    assert encoded.windows == [[bert_tokenizer.cls_token_id, bert_tokenizer.sep_token_id]]
+    np.testing.assert_array_equal(encoded.word_starts, encoded.word_ends)
+    assert encoded.subword_bounds(np.array([[0, 2]])).tolist() == [[1, 1]]
+
+
+def long_sentence(n: int = 60) -> list[str]:
+    pool = SENTENCE + SPLIT_WORDS + SHORT
+    return [pool[i % len(pool)] for i in range(n)]
+
+
+@pytest.mark.parametrize("max_length", [16, 9, 40])
+def test_long_sentence_is_windowed(tokenizer_case, max_length: int):
+    tokenizer, lower = tokenizer_case
+    words = long_sentence()
+    words[7] = words[31] = "\u200b"  # zero subwords for BERT, bytes for RoBERTa
+    reference = SentenceEncoder(tokenizer, BIG).encode([words])[0]
+    encoded = SentenceEncoder(tokenizer, max_length).encode([words])[0]
+    ref_ids = reference.windows[0]
+    assert len(ref_ids) > max_length
+    assert len(encoded.windows) > 1
+
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    for window in encoded.windows:
+        assert len(window) <= max_length
+        assert window[0] == cls and window[-1] == sep
+        assert cls not in window[1:-1] and sep not in window[1:-1]
+
+    # Same full sequence and alignment as without windows.
+    assert encoded.seq_len == len(ref_ids)
+    assert full_ids(encoded) == ref_ids
+    np.testing.assert_array_equal(encoded.word_starts, reference.word_starts)
+    np.testing.assert_array_equal(encoded.word_ends, reference.word_ends)
+    for w, o in zip(encoded.position_window, encoded.position_offset, strict=True):
+        assert 0 <= w < len(encoded.windows) and 0 <= o < len(encoded.windows[w])
+
+    # Content subwords are read from inside a window, never from its special tokens.
+    content = np.zeros(encoded.seq_len, dtype=bool)
+    for start, end in zip(encoded.word_starts, encoded.word_ends, strict=True):
+        content[start:end] = True
+    assert content.sum() == encoded.seq_len - 2
+    for p in np.flatnonzero(content):
+        window = encoded.windows[encoded.position_window[p]]
+        assert 1 <= encoded.position_offset[p] < len(window) - 1
+    # Special tokens are read as such.
+    assert (encoded.position_window[0], encoded.position_offset[0]) == (0, 0)
+    last = len(encoded.windows) - 1
+    assert encoded.position_window[-1] == last
+    assert encoded.position_offset[-1] == len(encoded.windows[last]) - 1
+
+    # No word is lost: each word's subwords are all readable and decode to the word.
+    check_alignment(tokenizer, words, encoded, lower)
+    n_empty = int(np.sum(encoded.word_starts == encoded.word_ends))
+    assert n_empty == (2 if tokenizer.cls_token == "[CLS]" else 0)
+
+
+def test_windows_overlap_and_prefer_the_middle(bert_dir):
+    tokenizer = load_tokenizer(bert_dir)
+    words = long_sentence()
+    encoded = SentenceEncoder(tokenizer, 16).encode([words])[0]
+    body_len = encoded.seq_len - 2
+    size = 14
+    # Windows are full (the last is moved back to end at the sentence's end) and overlap by
+    # half, so a subword away from the sentence's ends is read 3 or more from a window edge.
+    assert all(len(w) == 16 for w in encoded.windows)
+    assert len(encoded.windows) == -(-(body_len - size) // (size // 2)) + 1
+    for p in range(1 + 3, 1 + body_len - 3):
+        offset = encoded.position_offset[p]
+        assert min(offset - 1, size - offset) >= 3, p
+
+
+def test_exact_fit_is_one_window(tokenizer_case):
+    tokenizer, _ = tokenizer_case
+    reference = SentenceEncoder(tokenizer, BIG).encode([SENTENCE])[0]
+    n = reference.seq_len
+    fits = SentenceEncoder(tokenizer, n).encode([SENTENCE])[0]
+    assert fits.windows == reference.windows
+    split = SentenceEncoder(tokenizer, n - 1).encode([SENTENCE])[0]
+    assert len(split.windows) == 2
+    assert full_ids(split) == reference.windows[0]
+
+
+def test_max_length_must_leave_room(bert_dir):
+    tokenizer = load_tokenizer(bert_dir)
+    with pytest.raises(ValueError, match="no room"):
+        SentenceEncoder(tokenizer, 3)
+    SentenceEncoder(tokenizer, 4).encode([long_sentence(10)])
+
+
+def test_subword_bounds(bert_dir):
+    tokenizer = load_tokenizer(bert_dir)
+    words = ["Maryon", "works", "\u200b", "Bostoner"]
+    encoded = SentenceEncoder(tokenizer, BIG).encode([words])[0]
+    starts, ends = encoded.word_starts, encoded.word_ends
+    spans = np.array([[0, 1], [0, 4], [2, 3], [1, 3], [2, 4]])
+    expected = [
+        [starts[0], ends[0]],
+        [starts[0], ends[3]],
+        [starts[3], starts[3]],
+        [starts[1], ends[1]],
+        [starts[3], ends[3]],
+    ]
+    assert encoded.subword_bounds(spans).tolist() == expected
+
+
+def test_encoder_input_limit(bert_dir, roberta_dir):
+    bert = load_tokenizer(bert_dir)
+    roberta = load_tokenizer(roberta_dir)
+    assert encoder_input_limit(bert, 64, "bert") == 64
+    assert encoder_input_limit(roberta, 66, "roberta") == 64
+    assert encoder_input_limit(roberta, 514, "xlm-roberta") == 512
+    assert encoder_input_limit(bert, 64, "bert", override=16) == 16
+    assert encoder_input_limit(roberta, 66, "roberta", override=100) == 100
+    bert.model_max_length = 32
+    assert encoder_input_limit(bert, 64, "bert") == 32
+    assert encoder_input_limit(bert, 16, "bert") == 16
+    assert encoder_input_limit(bert, 64, "bert", override=48) == 48

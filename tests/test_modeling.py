@@ -1,0 +1,266 @@
+"""RangePooler against a naive per-range reference, and the SpERT model's heads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spert.api import SpERT
+from spert.candidates import Batch, TrainingSample, collate, sample_training
+from spert.config import SpertConfig
+from spert.data import Sentence, Types
+from spert.modeling import RangePooler
+from spert.training import spert_loss
+
+MODES = ("max", "sum", "mean")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add overhead (a lot of it on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def naive_pool(
+    hidden: torch.Tensor,
+    batch_index: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    mode: str,
+) -> torch.Tensor:
+    rows = []
+    for b, s, e in zip(batch_index.tolist(), start.tolist(), end.tolist(), strict=True):
+        if e <= s:
+            rows.append(hidden.new_zeros(hidden.shape[-1]))
+        elif mode == "max":
+            rows.append(hidden[b, s:e].max(0).values)
+        elif mode == "sum":
+            rows.append(hidden[b, s:e].sum(0))
+        else:
+            rows.append(hidden[b, s:e].mean(0))
+    return torch.stack(rows)
+
+
+def random_ranges(
+    batch_size: int, seq_len: int, count: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random ranges plus every length 0..seq_len, full-length, empty and reversed ones."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, seq_len + 1, (count,), generator=g)
+    b = torch.randint(0, seq_len + 1, (count,), generator=g)
+    start, end = torch.minimum(a, b), torch.maximum(a, b)
+    extra_start, extra_end = [], []
+    for length in range(seq_len + 1):  # every length, at the left and the right edge
+        extra_start += [0, seq_len - length]
+        extra_end += [length, seq_len]
+    extra_start += [0, 5 % seq_len, seq_len, 7 % seq_len]  # full, empty, empty at end, reversed
+    extra_end += [seq_len, 5 % seq_len, seq_len, 7 % seq_len - 1]
+    start = torch.cat([start, torch.tensor(extra_start)])
+    end = torch.cat([end, torch.tensor(extra_end)])
+    batch_index = torch.randint(0, batch_size, (len(start),), generator=g)
+    return batch_index, start, end
+
+
+@pytest.mark.parametrize("seq_len", [37, 32, 1])
+@pytest.mark.parametrize("mode", MODES)
+def test_range_pooler_matches_naive_reference(mode: str, seq_len: int):
+    torch.manual_seed(1)
+    hidden = torch.randn(3, seq_len, 8, dtype=torch.float64)
+    batch_index, start, end = random_ranges(3, seq_len, 400)
+    assert (end == start).any() and ((start == 0) & (end == seq_len)).any()
+    pooled = RangePooler(hidden, mode)(batch_index, start, end)
+    expected = naive_pool(hidden, batch_index, start, end, mode)
+    assert pooled.shape == (len(start), 8)
+    torch.testing.assert_close(pooled, expected, rtol=0, atol=1e-10)
+    assert (pooled[end <= start] == 0).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_range_pooler_float32_and_reuse(mode: str):
+    """One pooler answers several calls (cached table / prefix sums) in float32."""
+    torch.manual_seed(2)
+    hidden = torch.randn(3, 37, 8)
+    pooler = RangePooler(hidden, mode)
+    for seed in range(3):
+        batch_index, start, end = random_ranges(3, 37, 100, seed)
+        expected = naive_pool(hidden, batch_index, start, end, mode)
+        torch.testing.assert_close(pooler(batch_index, start, end), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_range_pooler_gradients_match_naive_reference(mode: str):
+    torch.manual_seed(3)
+    base = torch.randn(3, 37, 8, dtype=torch.float64)  # random floats: no ties in a range
+    batch_index, start, end = random_ranges(3, 37, 300, seed=4)
+    weights = torch.randn(len(start), 8, dtype=torch.float64)
+
+    hidden = base.clone().requires_grad_(True)
+    (RangePooler(hidden, mode)(batch_index, start, end) * weights).sum().backward()
+    reference = base.clone().requires_grad_(True)
+    (naive_pool(reference, batch_index, start, end, mode) * weights).sum().backward()
+    assert hidden.grad is not None and reference.grad is not None
+    torch.testing.assert_close(hidden.grad, reference.grad, rtol=0, atol=1e-10)
+
+    # Plain sum of outputs, as well: each range's maximum gets exactly one unit of gradient.
+    hidden.grad = None
+    RangePooler(hidden, mode)(batch_index, start, end).sum().backward()
+    reference.grad = None
+    naive_pool(reference, batch_index, start, end, mode).sum().backward()
+    torch.testing.assert_close(hidden.grad, reference.grad, rtol=0, atol=1e-10)
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
+def make_spert(types: Types, config: SpertConfig) -> SpERT:
+    torch.manual_seed(0)
+    return SpERT.create(types, config, "cpu")
+
+
+def training_batch(spert: SpERT, sentences: list[Sentence], types: Types, seed: int = 0) -> Batch:
+    rng = np.random.default_rng(seed)
+    encoded = spert.encode(sentences)
+    samples = [
+        sample_training(s, e, types, spert.config, rng)
+        for s, e in zip(sentences, encoded, strict=True)
+    ]
+    return collate(encoded, [s.spans for s in samples], spert.pad_token_id, samples)
+
+
+def test_forward_shapes(types, sentences, tiny_config):
+    spert = make_spert(types, tiny_config)
+    batch = training_batch(spert, sentences, types)
+    assert batch.pairs is not None
+    n_spans, n_pairs = len(batch.span_batch), len(batch.pairs)
+    assert n_spans > 0 and n_pairs > 0
+    entity_logits, relation_logits = spert.model(batch)
+    assert entity_logits.shape == (n_spans, len(types.entities) + 1)
+    assert relation_logits.shape == (n_pairs, len(types.relations))
+    assert torch.isfinite(entity_logits).all() and torch.isfinite(relation_logits).all()
+
+
+def pair_batch(spert: SpERT, sentences: list[Sentence], types: Types) -> Batch:
+    """Sentence 0 ("Mary works for Acme Corp ..."): hand-picked spans and pairs."""
+    spans = np.array([[0, 1], [1, 2], [3, 5], [5, 6], [0, 2]])
+    # (0,1) and (1,0): adjacent; (0,2): "works for" between; (2,3): adjacent; (4,1): overlap
+    pairs = np.array([[0, 1], [1, 0], [0, 2], [2, 3], [4, 1], [2, 0]])
+    n_rel = len(types.relations)
+    labels = np.zeros(len(spans), dtype=np.int64)
+    sample = TrainingSample(spans, labels, pairs, np.zeros((len(pairs), n_rel), np.float32))
+    encoded = spert.encode(sentences[:1])
+    return collate(encoded, [spans], spert.pad_token_id, [sample])
+
+
+def relation_features(spert: SpERT, batch: Batch) -> torch.Tensor:
+    """The relation classifier's input for every pair of the batch."""
+    captured: list[torch.Tensor] = []
+    handle = spert.model.relation_classifier.register_forward_pre_hook(
+        lambda _module, args: captured.append(args[0].detach())
+    )
+    try:
+        with torch.no_grad():
+            spert.model(batch)
+    finally:
+        handle.remove()
+    assert len(captured) == 1
+    return captured[0]
+
+
+@pytest.mark.parametrize("context", ["local", "sentence", "none"])
+def test_relation_context_modes(types, sentences, tiny_config, context):
+    spert = make_spert(types, tiny_config.replace(relation_context=context))
+    spert.model.eval()  # no dropout: features are exact
+    batch = pair_batch(spert, sentences, types)
+    assert batch.pairs is not None
+    hidden_size = spert.model.encoder.config.hidden_size
+    span_dim = hidden_size + tiny_config.width_embedding_dim
+    features = relation_features(spert, batch)
+    assert features.shape == (len(batch.pairs), hidden_size + 2 * span_dim)
+    with torch.no_grad():
+        hidden = spert.model.encode(batch)
+    contexts = features[:, span_dim : span_dim + hidden_size]
+    bounds = batch.span_bounds
+    for p, (h, t) in enumerate(batch.pairs.tolist()):
+        if context == "none":
+            expected = torch.zeros(hidden_size)
+        elif context == "sentence":
+            expected = hidden[0, 0]
+        else:
+            lo = min(int(bounds[h, 1]), int(bounds[t, 1]))
+            hi = max(int(bounds[h, 0]), int(bounds[t, 0]))
+            expected = hidden[0, lo:hi].max(0).values if hi > lo else torch.zeros(hidden_size)
+        torch.testing.assert_close(contexts[p], expected)
+    if context == "local":
+        # Adjacent spans (and overlapping ones) get an all-zero context; a gap does not.
+        for p in (0, 1, 3, 4):
+            assert (contexts[p] == 0).all()
+        assert (contexts[2] != 0).any() and (contexts[5] != 0).any()
+        torch.testing.assert_close(contexts[2], contexts[5])  # symmetric in head and tail
+    # Span parts: the head's and tail's span representations.
+    with torch.no_grad():
+        spans = spert.model.span_representations(RangePooler(hidden, "max"), batch)
+    torch.testing.assert_close(features[:, :span_dim], spans[batch.pairs[:, 0]])
+    torch.testing.assert_close(features[:, -span_dim:], spans[batch.pairs[:, 1]])
+
+
+def test_local_context_via_range_pooler(types, sentences, tiny_config):
+    """relation_logits asks the pooler for the gap between the two spans."""
+    spert = make_spert(types, tiny_config)
+    batch = pair_batch(spert, sentences, types)
+    calls: list[tuple[list[int], list[int]]] = []
+
+    class Recording(RangePooler):
+        def __call__(self, batch_index, start, end):
+            calls.append((start.tolist(), end.tolist()))
+            return super().__call__(batch_index, start, end)
+
+    spert.model.eval()
+    with torch.no_grad():
+        hidden = spert.model.encode(batch)
+        pooler = Recording(hidden, "max")
+        spans = spert.model.span_representations(pooler, batch)
+        assert batch.pairs is not None
+        spert.model.relation_logits(pooler, spans, hidden[:, 0], batch, batch.pairs)
+    start, end = calls[-1]
+    lengths = [e - s for s, e in zip(start, end, strict=True)]
+    # pairs: adjacent, adjacent, gap "works for" (2 subwords), adjacent, overlap, gap
+    assert [n <= 0 for n in lengths] == [True, True, False, True, True, False]
+    assert lengths[2] == lengths[5] == 2
+
+
+def test_gradients_reach_every_head(types, sentences, tiny_config):
+    spert = make_spert(types, tiny_config)
+    model = spert.model
+    model.train()
+    batch = training_batch(spert, sentences, types)
+    entity_logits, relation_logits = model(batch)
+    assert relation_logits.numel() > 0
+    spert_loss(entity_logits, relation_logits, batch).backward()
+    checked = {
+        "width_embedding": model.width_embedding.weight,
+        "entity_classifier.weight": model.entity_classifier.weight,
+        "entity_classifier.bias": model.entity_classifier.bias,
+        "relation_classifier.weight": model.relation_classifier.weight,
+        "relation_classifier.bias": model.relation_classifier.bias,
+        "encoder word embeddings": model.encoder.get_input_embeddings().weight,
+    }
+    for name, param in checked.items():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("pooling", ["sum", "mean"])
+def test_sum_and_mean_pooling_models_run(types, sentences, tiny_config, pooling):
+    spert = make_spert(types, tiny_config.replace(pooling=pooling))
+    batch = training_batch(spert, sentences, types)
+    entity_logits, relation_logits = spert.model(batch)
+    assert torch.isfinite(entity_logits).all() and torch.isfinite(relation_logits).all()
+    spert_loss(entity_logits, relation_logits, batch).backward()
+    assert spert.model.entity_classifier.weight.grad is not None
+    (prediction,) = spert.predict([["Mary", "works", "in", "Boston"]])
+    assert all(0 <= e.start < e.end <= 4 for e in prediction.entities)

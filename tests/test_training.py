@@ -1,0 +1,135 @@
+"""Learning-rate schedule, loss, and short training runs on the tiny encoder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from spert.api import SpERT
+from spert.candidates import Batch
+from spert.training import ADAM_BETAS, learning_rate_factor, spert_loss, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add overhead (a lot of it on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def bias_correction(step: int) -> float:
+    b1, b2 = ADAM_BETAS
+    t = step + 1
+    return (1 - b1**t) / math.sqrt(1 - b2**t)
+
+
+def test_learning_rate_schedule():
+    total, warmup = 100, 10
+    factors = [learning_rate_factor(s, total, warmup) for s in range(total + 5)]
+    schedule = [f / bias_correction(s) for s, f in enumerate(factors)]
+    assert factors[0] == 0.0
+    for s in range(warmup + 1):  # linear warm-up from 0 to 1
+        assert schedule[s] == pytest.approx(s / warmup)
+    for s in range(warmup, total + 1):  # linear decay from 1 to 0
+        assert schedule[s] == pytest.approx((total - s) / (total - warmup))
+    assert factors[total] == 0.0
+    assert all(f == 0.0 for f in factors[total:])
+    assert all(a < b for a, b in zip(schedule[:warmup], schedule[1 : warmup + 1], strict=True))
+    # The factor undoes torch's bias correction: (1 - b1^t) / sqrt(1 - b2^t), t = step + 1.
+    assert factors[5] == pytest.approx(0.5 * (1 - 0.9**6) / math.sqrt(1 - 0.999**6))
+
+
+def test_learning_rate_schedule_without_warmup():
+    assert learning_rate_factor(0, 10, 0) == pytest.approx(bias_correction(0))
+    assert learning_rate_factor(5, 10, 0) / bias_correction(5) == pytest.approx(0.5)
+    assert learning_rate_factor(10, 10, 0) == 0.0
+
+
+def loss_batch(entity_labels: torch.Tensor, relation_labels: torch.Tensor) -> Batch:
+    empty = torch.zeros(0, dtype=torch.long)
+    return Batch(
+        window_input_ids=empty,
+        window_attention_mask=empty,
+        token_index=empty,
+        span_batch=empty,
+        span_bounds=empty,
+        span_widths=empty,
+        span_words=empty,
+        entity_labels=entity_labels,
+        relation_labels=relation_labels,
+    )
+
+
+def test_spert_loss_is_ce_mean_plus_bce_mean():
+    g = torch.Generator().manual_seed(0)
+    entity_logits = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    entity_labels = torch.tensor([0, 1, 2, 3, 0, 0, 2])
+    relation_logits = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    relation_labels = (torch.rand(5, 3, generator=g) > 0.5).double()
+
+    ce = -entity_logits.log_softmax(-1)[torch.arange(7), entity_labels].mean()
+    p = relation_logits.sigmoid()
+    bce = -(relation_labels * p.log() + (1 - relation_labels) * (1 - p).log()).mean()
+    loss = spert_loss(entity_logits, relation_logits, loss_batch(entity_labels, relation_labels))
+    assert loss.item() == pytest.approx((ce + bce).item(), rel=1e-6)
+
+    # No relation samples: the entity term alone.
+    no_pairs = loss_batch(entity_labels, torch.zeros(0, 3))
+    loss = spert_loss(entity_logits, torch.zeros(0, 3), no_pairs)
+    assert loss.item() == pytest.approx(ce.item(), rel=1e-6)
+
+
+def read_metrics(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_train_writes_models_and_metrics(types, sentences, tiny_config, tmp_path):
+    out = tmp_path / "out"
+    config = tiny_config.replace(epochs=2, max_span_size=4)
+    result = train(config, sentences, types, out, dev_data=sentences, device="cpu", progress=False)
+    for name in ("best", "final"):
+        assert (out / name / "spert.json").is_file()
+        assert (out / name / "heads.safetensors").is_file()
+    records = read_metrics(out)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        assert math.isfinite(record["train_loss"]) and record["train_loss"] > 0
+        assert set(record["dev"]) == {"entities", "relations", "relations_strict"}
+    assert result.history == records
+    assert result.best_epoch in (1, 2)
+    assert not sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+
+    # out/final is the returned model.
+    final = SpERT.load(out / "final", device="cpu")
+    assert final.predict(sentences) == result.model.predict(sentences)
+
+
+def test_same_seed_same_model(types, sentences, tiny_config, tmp_path):
+    config = tiny_config.replace(epochs=2, max_span_size=4, lr=1e-3)
+    runs = [
+        train(config, sentences, types, tmp_path / f"run{i}", device="cpu", progress=False)
+        for i in range(2)
+    ]
+    first, second = (r.model.model.state_dict() for r in runs)
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), name
+    losses = [[r["train_loss"] for r in read_metrics(tmp_path / f"run{i}")] for i in range(2)]
+    assert losses[0] == losses[1]
+    predictions = [r.model.predict(sentences) for r in runs]
+    assert predictions[0] == predictions[1]
+    assert not (tmp_path / "run0" / "best").exists()  # no dev set: no best model
+
+
+def test_training_lowers_the_loss(types, sentences, tiny_config, tmp_path):
+    config = tiny_config.replace(epochs=8, lr=1e-3, max_span_size=4)
+    train(config, sentences, types, tmp_path / "out", device="cpu", progress=False)
+    losses = [r["train_loss"] for r in read_metrics(tmp_path / "out")]
+    assert len(losses) == 8
+    assert losses[-1] < 0.7 * losses[0], losses
