@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ from spert.encoding import (
 )
 from spert.evaluation import evaluate
 from spert.modeling import SpertModel
+from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
+from spert.text import TextSentence, join_tokens, split_sentences
 
 #: Version of the model directory layout; a directory of another version is refused.
 FORMAT_VERSION = 1
@@ -41,8 +46,24 @@ class ModelError(RuntimeError):
     """A model directory that cannot be loaded."""
 
 
+#: What ``extract`` takes per document: a text, a token list (pre-tokenized), an ``(id, text)``
+#: or ``(id, tokens)`` tuple, or a mapping with "text" or "tokens" and optionally "id".
+DocumentInput = str | Sequence[str] | tuple[Any, str | Sequence[str]] | Mapping[str, Any]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_model_dir() -> Path:
+    """Where ``spert demo`` puts its model: ``$SPERT_HOME/default-model`` if SPERT_HOME is set,
+    else ``~/.cache/spert/default-model``."""
+    home = os.environ.get("SPERT_HOME")
+    root = Path(home).expanduser() if home else Path.home() / ".cache" / "spert"
+    return root / "default-model"
 
 
 class SpERT:
@@ -89,8 +110,18 @@ class SpERT:
         return cls(model, tokenizer, types, config, device)
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str | None = None) -> SpERT:
-        """Load a model directory written by :meth:`save`."""
+    def load(
+        cls, path: str | Path | None = None, device: torch.device | str | None = None
+    ) -> SpERT:
+        """Load a model directory written by :meth:`save`; without a path, the default model
+        (:func:`default_model_dir`, written by ``spert demo``)."""
+        if path is None:
+            path = default_model_dir()
+            if not (path / META_FILE).is_file():
+                raise ModelError(
+                    f"no default model in {path}: run `spert demo` first to create it, "
+                    "or give a model directory"
+                )
         path = Path(path)
         meta_path = path / META_FILE
         if not meta_path.is_file():
@@ -212,6 +243,98 @@ class SpERT:
             self.model.train(was_training)
         return [r for r in results if r is not None]
 
+    def extract(
+        self,
+        texts: str | Iterable[DocumentInput],
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> Document | list[Document]:
+        """Entities and relations in raw text: a Document for a string, a list of Documents
+        for a list (of texts, token lists, ``(id, text)`` tuples, ...; see DocumentInput).
+
+        A token list is pre-tokenized input: its text is the tokens joined by single spaces.
+        """
+        if isinstance(texts, str):
+            return next(iter(self.extract_stream([texts], batch_size=batch_size)))
+        items = texts if isinstance(texts, Sequence) else list(texts)
+        stream = self.extract_stream(items, batch_size=batch_size)
+        bar = tqdm(stream, total=len(items), unit="doc", disable=not progress, desc="extract")
+        with bar:
+            return list(bar)
+
+    def extract_stream(
+        self, texts: Iterable[DocumentInput], batch_size: int | None = None
+    ) -> Iterator[Document]:
+        """Like :meth:`extract` for a list, but lazily: reads ``texts`` as it goes and yields
+        each Document, in input order, once all its sentences are predicted. Sentences are
+        predicted in chunks of ``32 * batch_size`` (and at most that many documents are held),
+        so memory does not grow with the input (beyond the Document being built)."""
+        batch_size = batch_size or self.config.eval_batch_size
+        if batch_size < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        chunk = 32 * batch_size
+        pending: deque[Document] = deque()  # read, not yet yielded; in input order
+        buffer: list[tuple[Document, TextSentence]] = []  # sentences awaiting prediction
+        for index, item in enumerate(texts):
+            doc_id, text, sentences = self._document_input(item, index)
+            pending.append(Document(text, [], doc_id))
+            for sentence in sentences:
+                buffer.append((pending[-1], sentence))
+                if len(buffer) >= chunk:
+                    self._extract_into(buffer, batch_size)
+                    buffer = []
+                    while len(pending) > 1:  # all but the one still being read are done
+                        yield pending.popleft()
+            if buffer and len(pending) >= chunk:  # many short or empty documents
+                self._extract_into(buffer, batch_size)
+                buffer = []
+            if not buffer:
+                while pending:
+                    yield pending.popleft()
+        if buffer:
+            self._extract_into(buffer, batch_size)
+        while pending:
+            yield pending.popleft()
+
+    def _document_input(
+        self, item: Any, index: int, doc_id: Any = None
+    ) -> tuple[Any, str, Iterable[TextSentence]]:
+        """(id, text, sentences) of one input document."""
+        max_words = self.config.max_sentence_words
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise DataError(f"input {index}: unpaired surrogates in the text (not Unicode)")
+            return doc_id, item, split_sentences(item, max_words)
+        if isinstance(item, Mapping):
+            content = item.get("text", item.get("tokens"))
+            if content is None:
+                raise DataError(f"input {index}: a record needs a 'text' or 'tokens' field")
+            if not isinstance(content, (str, list)):
+                raise DataError(f"input {index}: 'text' must be a string, 'tokens' a list")
+            return self._document_input(content, index, item.get("id"))
+        if isinstance(item, tuple):
+            if len(item) != 2 or not isinstance(item[1], (str, list)):
+                raise DataError(f"input {index}: a tuple must be (id, text) or (id, tokens)")
+            return self._document_input(item[1], index, item[0])
+        if isinstance(item, Sequence):
+            try:
+                text, sentences = join_tokens(item, max_words)
+            except ValueError as e:
+                raise DataError(f"input {index}: {e}") from None
+            if _SURROGATE.search(text):
+                raise DataError(f"input {index}: unpaired surrogates in the tokens (not Unicode)")
+            return doc_id, text, sentences
+        raise DataError(
+            f"input {index}: expected a text, a token list or an (id, text) tuple, "
+            f"got {type(item).__name__}"
+        )
+
+    def _extract_into(self, buffer: list[tuple[Document, TextSentence]], batch_size: int) -> None:
+        """Predict the buffered sentences and append them to their Documents, in order."""
+        predictions = self.predict([s.tokens for _, s in buffer], batch_size=batch_size)
+        for (doc, sentence), predicted in zip(buffer, predictions):
+            doc.sentences.append(_extracted_sentence(doc.text, sentence, predicted))
+
     def evaluate(
         self,
         data: Sequence[Sentence],
@@ -233,3 +356,28 @@ def _as_sentence(item: Sentence | Sequence[str] | dict[str, Any], index: int) ->
     if problems or sentence is None:
         raise DataError(str(problems[0]))
     return sentence
+
+
+def _extracted_sentence(
+    text: str, sentence: TextSentence, predicted: Sentence
+) -> ExtractedSentence:
+    """A predicted sentence with character offsets into the document ``text``."""
+    offsets = sentence.offsets
+    entities = []
+    for e in predicted.entities:
+        start, end = offsets[e.start][0], offsets[e.end - 1][1]
+        score = float(e.score) if e.score is not None else 1.0
+        entities.append(ExtractedEntity(e.type, text[start:end], start, end, e.start, e.end, score))
+    relations = [
+        ExtractedRelation(r.type, r.head, r.tail, float(r.score) if r.score is not None else 1.0)
+        for r in predicted.relations
+    ]
+    return ExtractedSentence(
+        text[sentence.start : sentence.end],
+        sentence.start,
+        sentence.end,
+        list(sentence.tokens),
+        list(offsets),
+        entities,
+        relations,
+    )

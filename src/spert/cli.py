@@ -182,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, nargs="+", help="dataset file(s)")
     p.add_argument("--types", required=True, help="types file")
     p.set_defaults(func=cmd_validate)
+
+    from spert import datasets, demo, extract, visualize
+
+    extract.add_parser(sub)
+    visualize.add_parser(sub)
+    demo.add_parser(sub)
+    datasets.add_parser(sub)
     return parser
 
 

@@ -49,6 +49,8 @@ class SpertConfig:
     relation_threshold: float = 0.4
     max_pairs: int = 1000
     """Relation candidates scored per chunk, bounding memory."""
+    max_sentence_words: int = 100
+    """Extraction from raw text: longer sentences (in words) are cut into pieces."""
 
     # --- sampling ---
     neg_entity_count: int = 100
@@ -80,7 +82,13 @@ class SpertConfig:
             raise ConfigError("num_width_embeddings must exceed max_span_size")
         if not 0.0 <= self.relation_threshold <= 1.0:
             raise ConfigError("relation_threshold must lie in [0, 1]")
-        for name in ("train_batch_size", "eval_batch_size", "max_pairs", "epochs"):
+        for name in (
+            "train_batch_size",
+            "eval_batch_size",
+            "max_pairs",
+            "epochs",
+            "max_sentence_words",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
 

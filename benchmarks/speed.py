@@ -1,0 +1,303 @@
+"""Speed benchmark: SpERT against the encoder alone, on the same sentences, in one run.
+
+    python benchmarks/speed.py [--model DIR] [--batch-sizes 1 8 32] [--train-sentences 200]
+
+Measures, each in a fresh subprocess so that peak memory (RSS) is its own:
+  * the encoder alone (forward, inference mode) at each batch size, length-bucketed;
+  * SpERT inference end to end (tokenize, candidates, entities, relations, decoded results);
+  * a training pass (sampling, forward, backward, AdamW step) and the encoder-only
+    forward + backward + step on the same batches;
+  * time per sentence for synthetic sentences of 25, 50, 100 and 200 words.
+Prints ratios to the encoder floor and writes ``benchmarks/results/speed.json`` and ``.md``.
+Without ``--model`` an untrained model is used: speed does not depend on the weights, but the
+number of entities it keeps does (so the pair step is also measured with a trained model
+where one is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "conll04"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_model(model_dir: str | None, device: str) -> Any:
+    from spert import SpertConfig, read_types
+    from spert.api import SpERT
+
+    if model_dir:
+        return SpERT.load(model_dir, device=device)
+    return SpERT.create(read_types(DATA / "conll04_types.json"), SpertConfig(), device)
+
+
+def test_sentences(limit: int | None = None) -> list[list[str]]:
+    from spert import read_dataset
+
+    sentences = [s.tokens for s in read_dataset(DATA / "conll04_test.json")]
+    return sentences[:limit] if limit else sentences
+
+
+def measure_encoder(model: Any, sentences: list[list[str]], batch_size: int) -> float:
+    """Encoder forward alone on length-sorted batches; tokenization outside the clock."""
+    import torch
+
+    tokenizer, encoder = model.tokenizer, model.model.encoder
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    batches = [
+        tokenizer(
+            [sentences[i] for i in order[j : j + batch_size]],
+            is_split_into_words=True,
+            padding=True,
+            return_tensors="pt",
+        ).to(model.device)
+        for j in range(0, len(order), batch_size)
+    ]
+    encoder.eval()
+    with torch.inference_mode():
+        encoder(**batches[0])  # warm-up
+        started = time.perf_counter()
+        for batch in batches:
+            encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        _sync(model.device)
+        return time.perf_counter() - started
+
+
+def measure_spert(model: Any, sentences: list[list[str]], batch_size: int) -> tuple[float, int, int]:
+    model.predict(sentences[:batch_size], batch_size=batch_size)  # warm-up
+    started = time.perf_counter()
+    predictions = model.predict(sentences, batch_size=batch_size)
+    _sync(model.device)
+    seconds = time.perf_counter() - started
+    return (
+        seconds,
+        sum(len(p.entities) for p in predictions),
+        sum(len(p.relations) for p in predictions),
+    )
+
+
+def measure_training(model: Any, n_sentences: int, batch_size: int, encoder_only: bool) -> float:
+    """One pass of training steps over the first n training sentences."""
+    import numpy as np
+    import torch
+
+    from spert import read_dataset
+    from spert.candidates import collate, sample_training
+    from spert.training import make_optimizer, spert_loss
+
+    data = read_dataset(DATA / "conll04_train.json", model.types)[:n_sentences]
+    encoded = model.encode(data)
+    rng = np.random.default_rng(0)
+    net = model.model
+    net.train()
+    optimizer = make_optimizer(net.encoder if encoder_only else net, model.config)
+    started = time.perf_counter()
+    for i in range(0, len(data), batch_size):
+        idx = range(i, min(i + batch_size, len(data)))
+        samples = [sample_training(data[j], encoded[j], model.types, model.config, rng) for j in idx]
+        batch = collate(
+            [encoded[j] for j in idx], [s.spans for s in samples], model.pad_token_id, samples
+        ).to(model.device)
+        if encoder_only:
+            out = net.encoder(
+                input_ids=batch.window_input_ids, attention_mask=batch.window_attention_mask
+            ).last_hidden_state
+            loss = out.float().pow(2).mean()
+        else:
+            loss = spert_loss(*net(batch), batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), model.config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    _sync(model.device)
+    return time.perf_counter() - started
+
+
+def synthetic(n_words: int, count: int) -> list[list[str]]:
+    import random
+
+    rng = random.Random(n_words)
+    words = [w for s in test_sentences() for w in s]
+    return [[rng.choice(words) for _ in range(n_words)] for _ in range(count)]
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def worker(task: dict[str, Any]) -> dict[str, Any]:
+    """One measurement, run in its own process."""
+    import torch
+
+    if task.get("threads"):
+        torch.set_num_threads(task["threads"])
+    model = load_model(task.get("model"), task["device"])
+    kind, bs = task["kind"], task["batch_size"]
+    if task.get("bf16") and str(model.device).startswith("cuda"):
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16)
+    else:
+        import contextlib
+
+        ctx = contextlib.nullcontext()
+    out: dict[str, Any] = {"task": task}
+    with ctx:
+        if kind == "encoder":
+            sentences = test_sentences()
+            out["seconds"] = measure_encoder(model, sentences, bs)
+            out["sentences"] = len(sentences)
+        elif kind == "spert":
+            sentences = test_sentences()
+            out["seconds"], out["entities"], out["relations"] = measure_spert(model, sentences, bs)
+            out["sentences"] = len(sentences)
+        elif kind in ("train", "train_encoder"):
+            n = task["train_sentences"]
+            out["seconds"] = measure_training(model, n, bs, encoder_only=kind == "train_encoder")
+            out["sentences"] = n
+        elif kind == "length":
+            sentences = synthetic(task["words"], task["count"])
+            out["spert_seconds"] = measure_spert(model, sentences, bs)[0]
+            out["encoder_seconds"] = measure_encoder(model, sentences, bs)
+            out["sentences"] = len(sentences)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return out
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(task)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"task {task} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", help="trained model directory (default: untrained)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--train-sentences", type=int, default=200)
+    parser.add_argument("--train-batch-size", type=int, default=2)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[25, 50, 100, 200])
+    parser.add_argument("--length-count", type=int, default=32)
+    parser.add_argument("--name", default="speed")
+    parser.add_argument("--results", default="benchmarks/results")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+
+    base = {"model": args.model, "device": args.device, "bf16": args.bf16}
+    report: dict[str, Any] = {"inference": [], "training": {}, "lengths": []}
+    for bs in args.batch_sizes:
+        enc = run_task({**base, "kind": "encoder", "batch_size": bs})
+        spt = run_task({**base, "kind": "spert", "batch_size": bs})
+        n = enc["sentences"]
+        row = {
+            "batch_size": bs,
+            "encoder_sent_per_s": round(n / enc["seconds"], 1),
+            "spert_sent_per_s": round(n / spt["seconds"], 1),
+            "ratio_to_encoder": round(enc["seconds"] / spt["seconds"], 3),
+            "spert_peak_rss_mb": spt["peak_rss_mb"],
+            "encoder_peak_rss_mb": enc["peak_rss_mb"],
+            "entities": spt["entities"],
+            "relations": spt["relations"],
+        }
+        report["inference"].append(row)
+        print(json.dumps(row), flush=True)
+    train_task = {
+        **base, "batch_size": args.train_batch_size, "train_sentences": args.train_sentences
+    }
+    spt = run_task({**train_task, "kind": "train"})
+    enc = run_task({**train_task, "kind": "train_encoder"})
+    n = args.train_sentences
+    report["training"] = {
+        "batch_size": args.train_batch_size,
+        "sentences": n,
+        "spert_sent_per_s": round(n / spt["seconds"], 1),
+        "encoder_sent_per_s": round(n / enc["seconds"], 1),
+        "ratio_to_encoder": round(enc["seconds"] / spt["seconds"], 3),
+        "spert_peak_rss_mb": spt["peak_rss_mb"],
+    }
+    print(json.dumps(report["training"]), flush=True)
+    for words in args.lengths:
+        res = run_task(
+            {**base, "kind": "length", "words": words, "count": args.length_count, "batch_size": 8}
+        )
+        row = {
+            "words": words,
+            "spert_ms_per_sentence": round(1000 * res["spert_seconds"] / res["sentences"], 2),
+            "encoder_ms_per_sentence": round(1000 * res["encoder_seconds"] / res["sentences"], 2),
+        }
+        report["lengths"].append(row)
+        print(json.dumps(row), flush=True)
+    report["machine"] = f"{platform.machine()} ({platform.processor() or 'cpu'}), device {args.device}"
+    report["model"] = args.model or "untrained (bundled encoder)"
+    write_report(report, Path(args.results), args.name, sys.argv[1:])
+
+
+def write_report(report: dict[str, Any], results: Path, name: str, argv: list[str]) -> None:
+    from spert.data import atomic_write_text
+
+    atomic_write_text(results / f"{name}.json", json.dumps(report, indent=2))
+    lines = [
+        f"# Speed: SpERT against the encoder alone ({report['machine']})",
+        "",
+        f"Command: `python benchmarks/speed.py {' '.join(argv)}`; model: {report['model']}; "
+        "conll04_test (288 sentences).",
+        "",
+        "## Inference",
+        "",
+        "| batch | encoder alone (sent/s) | SpERT end to end (sent/s) | ratio | SpERT peak RSS |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["inference"]:
+        lines.append(
+            f"| {r['batch_size']} | {r['encoder_sent_per_s']} | {r['spert_sent_per_s']} "
+            f"| {r['ratio_to_encoder']:.2f} | {r['spert_peak_rss_mb'] / 1024:.2f} GB |"
+        )
+    t = report["training"]
+    lines += [
+        "",
+        f"## Training ({t['sentences']} conll04_train sentences, batch {t['batch_size']})",
+        "",
+        "| encoder fwd+bwd+step (sent/s) | SpERT training step (sent/s) | ratio | peak RSS |",
+        "|---|---|---|---|",
+        f"| {t['encoder_sent_per_s']} | {t['spert_sent_per_s']} | {t['ratio_to_encoder']:.2f} "
+        f"| {t['spert_peak_rss_mb'] / 1024:.2f} GB |",
+        "",
+        "## Cost against sentence length (synthetic sentences, batch 8)",
+        "",
+        "| words | SpERT ms/sentence | encoder ms/sentence |",
+        "|---|---|---|",
+    ]
+    for r in report["lengths"]:
+        lines.append(
+            f"| {r['words']} | {r['spert_ms_per_sentence']} | {r['encoder_ms_per_sentence']} |"
+        )
+    atomic_write_text(results / f"{name}.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

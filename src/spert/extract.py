@@ -1,0 +1,361 @@
+"""``spert extract``: entities and relations in raw text, streamed from input to output.
+
+Input is plain text (``lines``: one document per non-empty line; ``text``: the whole input is
+one document) or JSON Lines records with a "text" field (or a "tokens" list) and an optional
+"id", from a file or stdin. Output is written as documents are processed: JSON Lines (one
+Document a line), a JSON list, TSV (one row per entity and per relation) or an HTML page.
+
+Memory does not grow with the input (except for HTML, which renders all documents at the end).
+The output goes to a temporary file beside the target, renamed over it when the run ends,
+also when it is interrupted (Ctrl-C or SIGTERM): the file then holds, in valid form, what was
+processed, and the command exits with code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from spert.data import DataError
+from spert.results import Document
+
+FORMATS = ("jsonl", "json", "tsv", "html")
+INPUT_FORMATS = ("text", "lines", "jsonl")
+TSV_COLUMNS = (
+    "doc",
+    "sentence",
+    "kind",
+    "index",
+    "type",
+    "start",
+    "end",
+    "text",
+    "score",
+    "head",
+    "tail",
+)
+#: Exit status of an interrupted run (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT_CODE = 130
+
+
+# -- input ---------------------------------------------------------------------------------
+def guess_input_format(path: str) -> str:
+    """``jsonl`` for ``*.jsonl`` files, else ``lines``."""
+    return "jsonl" if path.lower().endswith(".jsonl") else "lines"
+
+
+def guess_output_format(path: str) -> str:
+    """From the output file's suffix (``.json``, ``.tsv``, ``.html``); ``jsonl`` otherwise."""
+    suffix = Path(path).suffix.lower() if path != "-" else ""
+    return {".json": "json", ".tsv": "tsv", ".html": "html", ".htm": "html"}.get(suffix, "jsonl")
+
+
+def read_inputs(stream: TextIO, input_format: str, source: str = "<input>") -> Iterator[Any]:
+    """Documents of ``stream``, lazily, as ``(id, text)`` or ``(id, tokens)`` tuples.
+
+    ``lines``: the id is the line number (from 1); ``jsonl``: the record's "id", else the line
+    number; ``text``: one document, without id.
+    """
+    if input_format not in INPUT_FORMATS:
+        raise DataError(f"unknown input format {input_format!r}; use one of {INPUT_FORMATS}")
+    try:
+        if input_format == "text":
+            yield None, stream.read()
+            return
+        for lineno, line in enumerate(stream, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if input_format == "lines":
+                yield lineno, line
+            else:
+                yield _json_record(line, lineno, source)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _json_record(line: str, lineno: int, source: str) -> tuple[Any, str | list[str]]:
+    where = f"{source}, line {lineno}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: a record must be a JSON object with a 'text' field")
+    doc_id = record.get("id", lineno)
+    if isinstance(record.get("text"), str):
+        content: Any = record["text"]
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{where}, field 'text': contains unpaired surrogates") from None
+    elif "text" not in record and isinstance(record.get("tokens"), list):
+        content = record["tokens"]
+    else:
+        raise DataError(f"{where}, field 'text': must be a string (or give a 'tokens' list)")
+    return doc_id, content
+
+
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator[TextIO]:
+    """The input file, or stdin for ``-``, as UTF-8 text with line ends kept as they are."""
+    if path == "-":
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:  # a replaced sys.stdin (tests, notebooks)
+            yield sys.stdin
+            return
+        wrapper = io.TextIOWrapper(buffer, encoding="utf-8-sig", newline="")
+        try:
+            yield wrapper
+        finally:
+            wrapper.detach()  # leave sys.stdin open
+        return
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file")
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        yield f
+
+
+# -- output --------------------------------------------------------------------------------
+class DocumentWriter:
+    """Writes Documents as they come in one format to a file or stdout (``-``).
+
+    A file is written as a temporary file beside it and renamed over it by :meth:`close`,
+    which also ends the format (closes the JSON list, renders the HTML page). Use it as a
+    context manager: the output is closed, and so valid, however the block ends.
+    """
+
+    def __init__(self, out: str, fmt: str, title: str = "spert extract") -> None:
+        if fmt not in FORMATS:
+            raise DataError(f"unknown output format {fmt!r}; use one of {FORMATS}")
+        self.out = out
+        self.format = fmt
+        self.title = title
+        self.documents = 0
+        self.entities = 0
+        self.relations = 0
+        self._kept: list[Document] = []  # html only
+        self._render: Any = None
+        self._closed = False
+        if fmt == "html":
+            from spert.visualize import render_documents
+
+            self._render = render_documents
+        self._tmp: Path | None = None
+        if out == "-":
+            self._file: TextIO = sys.stdout
+            encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower()
+            if encoding.replace("-", "") != "utf8" and hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(encoding="utf-8")
+        else:
+            target = Path(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            self._tmp = Path(tmp)
+            self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        if fmt == "json":
+            self._file.write("[")
+        elif fmt == "tsv":
+            self._file.write("\t".join(TSV_COLUMNS) + "\n")
+
+    def write(self, doc: Document) -> None:
+        """Add one document (each is written with a single ``write`` call)."""
+        if self.format == "jsonl":
+            self._file.write(json.dumps(doc.to_dict(), ensure_ascii=False) + "\n")
+        elif self.format == "json":
+            sep = "\n" if self.documents == 0 else ",\n"
+            self._file.write(sep + json.dumps(doc.to_dict(), ensure_ascii=False))
+        elif self.format == "tsv":
+            self._file.write(tsv_rows(doc, doc.id if doc.id is not None else self.documents))
+        else:
+            self._kept.append(doc)
+        self.documents += 1
+        for sentence in doc.sentences:
+            self.entities += len(sentence.entities)
+            self.relations += len(sentence.relations)
+
+    def close(self) -> None:
+        """End the format, flush, and move the temporary file over the target (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with _signals_held():
+            try:
+                if self.format == "json":
+                    self._file.write("\n]\n" if self.documents else "]\n")
+                elif self.format == "html":
+                    self._file.write(self._render(self._kept, self.title))
+                self._file.flush()
+                if self._tmp is not None:
+                    os.fsync(self._file.fileno())
+                    self._file.close()
+                    os.chmod(self._tmp, 0o644)  # mkstemp makes owner-only files
+                    os.replace(self._tmp, self.out)
+                    self._tmp = None
+            finally:
+                if self._tmp is not None:  # finishing failed: leave no stray temporary file
+                    self._file.close()
+                    self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> DocumentWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def tsv_rows(doc: Document, doc_id: Any) -> str:
+    """TSV rows (columns TSV_COLUMNS) of one document: one per entity, one per relation.
+
+    Entity rows: index in the sentence, type, character span, text, score. Relation rows:
+    index in the sentence, type, the character span covering both arguments and its text,
+    score, and head and tail as entity indices in the sentence.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    for s_index, sentence in enumerate(doc.sentences):
+        for i, e in enumerate(sentence.entities):
+            writer.writerow(
+                [doc_id, s_index, "entity", i, e.type, e.start, e.end, e.text, f"{e.score:.6g}"]
+                + ["", ""]
+            )
+        for i, r in enumerate(sentence.relations):
+            head, tail = sentence.entities[r.head], sentence.entities[r.tail]
+            start, end = min(head.start, tail.start), max(head.end, tail.end)
+            writer.writerow(
+                [doc_id, s_index, "relation", i, r.type, start, end, doc.text[start:end]]
+                + [f"{r.score:.6g}", r.head, r.tail]
+            )
+    return buffer.getvalue()
+
+
+# -- signals -------------------------------------------------------------------------------
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (as Ctrl-C does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while the output is being finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# -- command -------------------------------------------------------------------------------
+def run_extract(
+    model: Any,
+    inputs: Any,
+    writer: DocumentWriter,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> None:
+    """Stream documents from ``inputs`` through ``model.extract_stream`` into ``writer``."""
+    from tqdm.auto import tqdm
+
+    documents = model.extract_stream(inputs, batch_size=batch_size)
+    with tqdm(documents, unit="doc", desc="extract", file=sys.stderr, disable=not progress) as bar:
+        for doc in bar:
+            writer.write(doc)
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    """``spert extract``: see the module docstring."""
+    from spert.api import SpERT
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise DataError(f"--batch-size must be at least 1, got {args.batch_size}")
+    input_format = args.input_format or guess_input_format(args.input)
+    fmt = args.format or guess_output_format(args.out)
+    target = "stdout" if args.out == "-" else args.out
+    writer: DocumentWriter | None = None
+    with sigterm_as_interrupt():
+        try:
+            with open_input(args.input) as stream:
+                model = SpERT.load(args.model, device=args.device)
+                name = "stdin" if args.input == "-" else Path(args.input).name
+                with DocumentWriter(args.out, fmt, title=f"spert extract: {name}") as writer:
+                    inputs = read_inputs(stream, input_format, args.input)
+                    run_extract(model, inputs, writer, args.batch_size, not args.quiet)
+        except KeyboardInterrupt:
+            done = f"; wrote {writer.documents} document(s) to {target}" if writer else ""
+            print(f"spert: interrupted{done}", file=sys.stderr)
+            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+        except DataError as e:
+            if writer is not None and writer.documents:
+                raise DataError(f"{e} (wrote {writer.documents} document(s) to {target})") from e
+            raise
+    if not args.quiet:
+        print(
+            f"{writer.documents} documents, {writer.entities} entities, "
+            f"{writer.relations} relations -> {target}",
+            file=sys.stderr,
+        )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``extract`` subcommand on an ``add_subparsers()`` object."""
+    p = subparsers.add_parser(
+        "extract",
+        help="extract entities and relations from raw text",
+        description="Split raw text into sentences and words, predict entities and relations, "
+        "and stream the results (character offsets into the text) to the output. An "
+        "interrupted run (Ctrl-C, SIGTERM) leaves a valid output with the documents done so "
+        "far and exits with code 130.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory (default: the model of `spert demo`, "
+        "$SPERT_HOME/default-model or ~/.cache/spert/default-model)",
+    )
+    p.add_argument("--input", default="-", help="input file, or - for stdin (default: -)")
+    p.add_argument("--out", default="-", help="output file, or - for stdout (default: -)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: from the --out suffix .json/.tsv/.html, else jsonl)",
+    )
+    p.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default=None,
+        help="lines: one document per non-empty line; text: the whole input is one "
+        "document; jsonl: records with 'text' (or 'tokens') and optional 'id' "
+        "(default: jsonl for *.jsonl inputs, else lines)",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_extract)
