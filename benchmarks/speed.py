@@ -74,7 +74,9 @@ def measure_encoder(model: Any, sentences: list[list[str]], batch_size: int) -> 
         return time.perf_counter() - started
 
 
-def measure_spert(model: Any, sentences: list[list[str]], batch_size: int) -> tuple[float, int, int]:
+def measure_spert(
+    model: Any, sentences: list[list[str]], batch_size: int
+) -> tuple[float, int, int]:
     model.predict(sentences[:batch_size], batch_size=batch_size)  # warm-up
     started = time.perf_counter()
     predictions = model.predict(sentences, batch_size=batch_size)
@@ -105,7 +107,9 @@ def measure_training(model: Any, n_sentences: int, batch_size: int, encoder_only
     started = time.perf_counter()
     for i in range(0, len(data), batch_size):
         idx = range(i, min(i + batch_size, len(data)))
-        samples = [sample_training(data[j], encoded[j], model.types, model.config, rng) for j in idx]
+        samples = [
+            sample_training(data[j], encoded[j], model.types, model.config, rng) for j in idx
+        ]
         batch = collate(
             [encoded[j] for j in idx], [s.spans for s in samples], model.pad_token_id, samples
         ).to(model.device)
@@ -227,7 +231,9 @@ def main() -> None:
         report["inference"].append(row)
         print(json.dumps(row), flush=True)
     train_task = {
-        **base, "batch_size": args.train_batch_size, "train_sentences": args.train_sentences
+        **base,
+        "batch_size": args.train_batch_size,
+        "train_sentences": args.train_sentences,
     }
     spt = run_task({**train_task, "kind": "train"})
     enc = run_task({**train_task, "kind": "train_encoder"})
@@ -252,7 +258,9 @@ def main() -> None:
         }
         report["lengths"].append(row)
         print(json.dumps(row), flush=True)
-    report["machine"] = f"{platform.machine()} ({platform.processor() or 'cpu'}), device {args.device}"
+    report["machine"] = (
+        f"{platform.machine()} ({platform.processor() or 'cpu'}), device {args.device}"
+    )
     report["model"] = args.model or "untrained (bundled encoder)"
     write_report(report, Path(args.results), args.name, sys.argv[1:])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from spert import __version__
-from spert.config import ConfigError, SpertConfig
+from spert.config import PRESETS, ConfigError, SpertConfig, preset, read_toml
 from spert.data import DataError, atomic_write_text, check_dataset, read_dataset, read_types
 
 logger = logging.getLogger("spert")
@@ -51,9 +51,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> SpertConfig:
-    config = SpertConfig.from_toml(args.config) if args.config else SpertConfig()
+    values = preset(args.preset).to_dict()
+    if args.config:
+        values.update(read_toml(args.config))
+        SpertConfig.from_dict(values, args.config)  # a bad key or value names the file
     overrides = {k: v for k, v in vars(args).items() if k in SpertConfig.option_types()}
-    return SpertConfig.from_dict({**config.to_dict(), **overrides}, "command line")
+    return SpertConfig.from_dict({**values, **overrides}, "command line")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -142,7 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", help="dev set, evaluated after each epoch")
     p.add_argument("--types", required=True, help="types file")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--config", help="TOML file of hyper-parameters (SpertConfig fields)")
+    p.add_argument(
+        "--preset",
+        default="paper",
+        choices=sorted(PRESETS),
+        help="named configuration to start from (default: paper)",
+    )
+    p.add_argument(
+        "--config", help="TOML file of hyper-parameters (SpertConfig fields); overrides the preset"
+    )
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     _add_config_options(p)
     p.set_defaults(func=cmd_train)

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from spert.config import SpertConfig
+from spert.config import SpertConfig, preset
 from spert.data import Sentence, Types, atomic_write_text, read_dataset, read_types
 
 #: Where ``spert demo`` writes its report unless ``--out`` says otherwise.
@@ -39,7 +39,7 @@ TEXTS_FILE = "demo_texts.json"
 #: 5e-5 leaves the heads under-trained; the original's uncorrected Adam already scales early
 #: steps up several-fold, so higher rates risk instability. The dev set is scored once, after
 #: the last epoch (the demo keeps the final model).
-DEMO_CONFIG = SpertConfig(epochs=30, train_batch_size=4, lr=1e-4, eval_every_epoch=False)
+DEMO_CONFIG = preset("demo")
 
 
 def demo_config(epochs: int | None = None) -> SpertConfig:
