@@ -153,11 +153,12 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_sum += loss.item()
+            loss_value = loss.item()
+            loss_sum += loss_value
             bar.update(len(chunk))
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}")
             if writer is not None:
-                writer.add_scalar("train/loss", loss.item(), step)
+                writer.add_scalar("train/loss", loss_value, step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
         bar.close()
         record: dict[str, Any] = {
