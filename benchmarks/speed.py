@@ -33,12 +33,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_model(model_dir: str | None, device: str) -> Any:
+def load_model(model_dir: str | None, device: str, runtime: str = "torch") -> Any:
     from spert import SpertConfig, read_types
     from spert.api import SpERT
 
     if model_dir:
-        return SpERT.load(model_dir, device=device)
+        return SpERT.load(model_dir, device=device, runtime=runtime)
     return SpERT.create(read_types(DATA / "conll04_types.json"), SpertConfig(), device)
 
 
@@ -149,7 +149,12 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
 
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
-    model = load_model(task.get("model"), task["device"])
+    if task["kind"] == "export":
+        from spert.onnx_runtime import export_onnx
+
+        export_onnx(task["model"], int8=True)
+        return {"task": task}
+    model = load_model(task.get("model"), task["device"], task.get("runtime", "torch"))
     kind, bs = task["kind"], task["batch_size"]
     if task.get("bf16") and str(model.device).startswith("cuda"):
         ctx = torch.autocast("cuda", dtype=torch.bfloat16)
@@ -167,6 +172,20 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
             sentences = test_sentences()
             out["seconds"], out["entities"], out["relations"] = measure_spert(model, sentences, bs)
             out["sentences"] = len(sentences)
+        elif kind == "runtime":
+            from spert import read_dataset
+
+            gold = read_dataset(DATA / "conll04_test.json", model.types)
+            model.predict(gold[:bs], batch_size=bs)  # warm-up
+            started = time.perf_counter()
+            predictions = model.predict(gold, batch_size=bs)
+            out["seconds"] = time.perf_counter() - started
+            out["sentences"] = len(gold)
+            from spert.evaluation import evaluate
+
+            metrics = evaluate(gold, predictions, model.types)
+            out["entity_micro_f1"] = metrics["entities"]["micro"]["f1"]
+            out["relation_strict_micro_f1"] = metrics["relations_strict"]["micro"]["f1"]
         elif kind in ("train", "train_encoder"):
             n = task["train_sentences"]
             out["seconds"] = measure_training(model, n, bs, encoder_only=kind == "train_encoder")
@@ -199,11 +218,20 @@ def main() -> None:
     parser.add_argument("--model", help="trained model directory (default: untrained)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 8, 32])
     parser.add_argument("--train-sentences", type=int, default=200)
     parser.add_argument("--train-batch-size", type=int, default=2)
     parser.add_argument("--lengths", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--length-count", type=int, default=32)
+    parser.add_argument(
+        "--runtimes",
+        nargs="*",
+        default=["torch", "onnx", "onnx-int8"],
+        help="runtimes compared on conll04_test (throughput and F1; needs --model; the ONNX "
+        "files are exported into the model directory if missing)",
+    )
+    parser.add_argument("--runtime-batch-size", type=int, default=8)
+    parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--name", default="speed")
     parser.add_argument("--results", default="benchmarks/results")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -213,7 +241,7 @@ def main() -> None:
         return
 
     base = {"model": args.model, "device": args.device, "bf16": args.bf16}
-    report: dict[str, Any] = {"inference": [], "training": {}, "lengths": []}
+    report: dict[str, Any] = {"inference": [], "training": {}, "lengths": [], "runtimes": []}
     for bs in args.batch_sizes:
         enc = run_task({**base, "kind": "encoder", "batch_size": bs})
         spt = run_task({**base, "kind": "spert", "batch_size": bs})
@@ -230,6 +258,38 @@ def main() -> None:
         }
         report["inference"].append(row)
         print(json.dumps(row), flush=True)
+    runtimes = args.runtimes if args.model else []
+    if any(r != "torch" for r in runtimes):
+        from spert.onnx_runtime import onnx_path
+
+        if not all(onnx_path(args.model, r).is_file() for r in runtimes if r != "torch"):
+            run_task({**base, "kind": "export", "batch_size": 0})
+    for runtime in runtimes:
+        res = run_task(
+            {
+                **base,
+                "kind": "runtime",
+                "runtime": runtime,
+                "batch_size": args.runtime_batch_size,
+            }
+        )
+        row = {
+            "runtime": runtime,
+            "batch_size": args.runtime_batch_size,
+            "sent_per_s": round(res["sentences"] / res["seconds"], 1),
+            "entity_micro_f1": round(res["entity_micro_f1"], 2),
+            "relation_strict_micro_f1": round(res["relation_strict_micro_f1"], 2),
+            "peak_rss_mb": res["peak_rss_mb"],
+        }
+        report["runtimes"].append(row)
+        print(json.dumps(row), flush=True)
+    for row in report["runtimes"]:
+        row["speedup_vs_torch"] = round(row["sent_per_s"] / report["runtimes"][0]["sent_per_s"], 2)
+    if args.skip_training:
+        report["machine"] = f"{platform.machine()} ({platform.processor() or 'cpu'})"
+        report["model"] = args.model or "untrained (bundled encoder)"
+        write_report(report, Path(args.results), args.name, sys.argv[1:])
+        return
     train_task = {
         **base,
         "batch_size": args.train_batch_size,
@@ -285,7 +345,26 @@ def write_report(report: dict[str, Any], results: Path, name: str, argv: list[st
             f"| {r['batch_size']} | {r['encoder_sent_per_s']} | {r['spert_sent_per_s']} "
             f"| {r['ratio_to_encoder']:.2f} | {r['spert_peak_rss_mb'] / 1024:.2f} GB |"
         )
+    if report.get("runtimes"):
+        lines += [
+            "",
+            "## CPU deployment: encoder in onnxruntime (conll04_test, "
+            f"batch {report['runtimes'][0]['batch_size']})",
+            "",
+            "| runtime | sent/s | speed-up vs torch | entity micro F1 | relation strict micro F1 "
+            "| peak RSS |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in report["runtimes"]:
+            lines.append(
+                f"| {r['runtime']} | {r['sent_per_s']} | {r['speedup_vs_torch']:.2f} "
+                f"| {r['entity_micro_f1']:.2f} | {r['relation_strict_micro_f1']:.2f} "
+                f"| {r['peak_rss_mb'] / 1024:.2f} GB |"
+            )
     t = report["training"]
+    if not t:
+        atomic_write_text(results / f"{name}.md", "\n".join(lines) + "\n")
+        return
     lines += [
         "",
         f"## Training ({t['sentences']} conll04_train sentences, batch {t['batch_size']})",

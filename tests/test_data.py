@@ -18,6 +18,7 @@ from spert.data import (
     Types,
     check_dataset,
     check_record,
+    document_contexts,
     read_dataset,
     read_types,
     write_dataset,
@@ -333,6 +334,64 @@ def test_round_trip_with_scores(tmp_path: Path, suffix: str):
         assert isinstance(json.loads(text), list)
     assert "ünïcode" in text
     assert not list(path.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("bad", [1.5, True, ["D1"], {"id": 1}])
+def test_bad_doc_id(tmp_path: Path, bad: Any):
+    problem = only_problem(tmp_path / "d.json", record(doc_id=bad))
+    assert problem.field == "doc_id" and "must be a string or an integer" in problem.message
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_doc_ids_round_trip(tmp_path: Path, suffix: str):
+    sentences = [
+        Sentence(["A", "b"], orig_id="x", doc_id="D1"),
+        Sentence(["C"], doc_id="D1"),
+        Sentence(["E"], doc_id=7),
+        Sentence(["F"]),
+    ]
+    path = tmp_path / f"d{suffix}"
+    write_dataset(path, sentences)
+    assert read_dataset(path, TYPES) == sentences
+    text = path.read_text(encoding="utf-8")
+    assert text.count('"doc_id"') == 3  # written only where set
+    # Records without doc_id read as before: None.
+    assert read_dataset(write_json(tmp_path / "plain.json", [record()]))[0].doc_id is None
+
+
+def doc(doc_id: Any, *sentences: str) -> list[Sentence]:
+    return [Sentence(s.split(), doc_id=doc_id) for s in sentences]
+
+
+def test_document_contexts_stay_inside_their_document():
+    sentences = [
+        *doc("A", "a1 a2 a3", "a4", "a5 a6 a7"),
+        *doc("B", "b1 b2"),
+        *doc(None, "n1 n2"),
+        *doc(None, "m1"),
+        *doc(3, "c1 c2", "c3"),
+    ]
+    assert document_contexts(sentences, 2) == [
+        ([], ["a4", "a5"]),
+        (["a2", "a3"], ["a5", "a6"]),
+        (["a3", "a4"], []),
+        ([], []),  # a document of one sentence
+        ([], []),  # no doc_id: no context, not even from the neighbouring None sentence
+        ([], []),
+        ([], ["c3"]),
+        (["c1", "c2"], []),
+    ]
+    # Enough words for the whole document: every other sentence of it, in order.
+    assert document_contexts(sentences, 100)[1] == (["a1", "a2", "a3"], ["a5", "a6", "a7"])
+    assert document_contexts(sentences, 0) == [([], [])] * len(sentences)
+
+
+def test_document_split_by_another_is_refused():
+    sentences = [*doc("A", "a1"), *doc("B", "b1"), *doc("A", "a2")]
+    sentences[2].orig_id = "a-2"
+    with pytest.raises(DataError, match=r"doc_id 'A' of sentence 2 \(orig_id 'a-2'\).*consecutive"):
+        document_contexts(sentences, 5)
+    assert document_contexts(sentences, 0) == [([], [])] * 3  # no context asked for: no check
 
 
 # --- types files -----------------------------------------------------------------------------

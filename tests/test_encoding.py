@@ -15,6 +15,7 @@ SENTENCE = "John Wilkes Booth , who assassinated President Lincoln , was an acto
 SPLIT_WORDS = ["Maryon", "Bostoner", "Lincolns", "actored"]
 SHORT = ["Mary", "works", "for", "Acme", "Corp", "in", "Boston", "."]
 BIG = 10_000  # a max_length under which nothing is windowed
+CORPUS_WORDS = "Mary works for Acme Corp in Boston and lives in Cambridge .".split()
 
 
 @pytest.fixture(params=["bert_dir", "bert_uncased_dir", "roberta_dir"])
@@ -244,3 +245,112 @@ def test_encoder_input_limit(bert_dir, roberta_dir):
     assert encoder_input_limit(bert, 64, "bert") == 32
     assert encoder_input_limit(bert, 16, "bert") == 16
     assert encoder_input_limit(bert, 64, "bert", override=48) == 48
+
+
+# --- document context ------------------------------------------------------------------------
+
+LEFT = "John Wilkes Booth , who assassinated".split()
+RIGHT = SPLIT_WORDS + ["in", "Cambridge", "."]
+
+
+def context_words_of(
+    tokenizer: PreTrainedTokenizerBase, encoded: EncodedSentence
+) -> tuple[list[int], list[int]]:
+    """The subword ids encoded before and after the sentence, special tokens left out."""
+    ids = full_ids(encoded)
+    specials = set(tokenizer.all_special_ids)
+    before = [i for i in ids[: encoded.word_starts[0]] if i not in specials]
+    after = [i for i in ids[encoded.word_ends[-1] :] if i not in specials]
+    return before, after
+
+
+def test_context_is_encoded_around_the_sentence(tokenizer_case):
+    tokenizer, lower = tokenizer_case
+    encoder = SentenceEncoder(tokenizer, BIG)
+    encoded, alone = encoder.encode([SHORT, SHORT], [(LEFT, RIGHT), ([], [])])
+    # word_starts / word_ends point at the sentence's own subwords, shifted past the context.
+    check_alignment(tokenizer, SHORT, encoded, lower)
+    assert len(encoded.word_starts) == len(SHORT)
+    np.testing.assert_array_equal(
+        encoded.word_ends - encoded.word_starts, alone.word_ends - alone.word_starts
+    )
+    # The whole sequence is what the tokenizer makes of context + sentence + context.
+    whole = tokenizer(LEFT + SHORT + RIGHT, is_split_into_words=True)["input_ids"]
+    assert encoded.windows == [whole]
+    before, after = context_words_of(tokenizer, encoded)
+    assert (
+        before == tokenizer(LEFT, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    )
+    assert (
+        after == tokenizer(RIGHT, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    )
+    # The first token is the tokenizer's [CLS] / <s>, before the left context.
+    assert full_ids(encoded)[0] == tokenizer.cls_token_id
+
+
+def test_empty_contexts_are_the_sentence_alone(tokenizer_case):
+    tokenizer, _ = tokenizer_case
+    encoder = SentenceEncoder(tokenizer, 16)  # also the windowed path
+    sentences = [SHORT, SENTENCE, long_sentence(30)]
+    plain = encoder.encode(sentences)
+    empty = encoder.encode(sentences, [([], [])] * 3)
+    for a, b in zip(plain, empty, strict=True):
+        assert a.windows == b.windows
+        for name in ("position_window", "position_offset", "word_starts", "word_ends"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    with pytest.raises(ValueError, match="2 contexts for 3 sentences"):
+        encoder.encode(sentences, [([], [])] * 2)
+
+
+def test_context_is_trimmed_farthest_words_first(bert_dir):
+    tokenizer = load_tokenizer(bert_dir)
+    left, right = SENTENCE, CORPUS_WORDS  # one subword per word in the tiny BERT vocabulary
+    alone = SentenceEncoder(tokenizer, BIG).encode([SHORT])[0].seq_len
+    for room in range(0, len(left) + len(right) + 1):
+        encoder = SentenceEncoder(tokenizer, alone + room)
+        encoded = encoder.encode([SHORT], [(left, right)])[0]
+        assert len(encoded.windows) == 1 and encoded.seq_len == alone + room
+        before, after = context_words_of(tokenizer, encoded)
+        # The nearest words are kept: the end of the left, the start of the right context.
+        n_before, n_after = len(before), len(after)
+        assert n_before + n_after == room
+        assert abs(n_before - n_after) <= 1
+        assert before == tokenizer.convert_tokens_to_ids(left[len(left) - n_before :])
+        assert after == tokenizer.convert_tokens_to_ids(right[:n_after])
+        check_alignment(tokenizer, SHORT, encoded, False)
+
+
+def test_trimming_counts_subwords_and_uneven_contexts(tokenizer_case):
+    tokenizer, lower = tokenizer_case
+    left, right = ["Mary"], SPLIT_WORDS * 3  # short left, long right of multi-subword words
+    reference = SentenceEncoder(tokenizer, BIG).encode([SHORT], [(left, right)])[0]
+    max_length = reference.seq_len - 5
+    encoded = SentenceEncoder(tokenizer, max_length).encode([SHORT], [(left, right)])[0]
+    assert len(encoded.windows) == 1 and encoded.seq_len <= max_length
+    check_alignment(tokenizer, SHORT, encoded, lower)
+    before, after = context_words_of(tokenizer, encoded)
+    assert (
+        before == tokenizer(left, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    )
+    # The right context lost whole words from its far end; what is left is a prefix of it.
+    right_ids = [
+        tokenizer(right[:k], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+        for k in range(len(right) + 1)
+    ]
+    assert after in right_ids and after != right_ids[-1]
+    # As many words as fit: one more would not.
+    k = right_ids.index(after)
+    assert encoded.seq_len + len(right_ids[k + 1]) - len(after) > max_length
+
+
+def test_sentence_too_long_alone_gets_no_context(tokenizer_case):
+    tokenizer, lower = tokenizer_case
+    words = long_sentence()
+    encoder = SentenceEncoder(tokenizer, 16)
+    with_context, alone = encoder.encode([words, words], [(LEFT, RIGHT), ([], [])])
+    assert len(alone.windows) > 1
+    assert with_context.windows == alone.windows
+    np.testing.assert_array_equal(with_context.position_window, alone.position_window)
+    np.testing.assert_array_equal(with_context.position_offset, alone.position_offset)
+    np.testing.assert_array_equal(with_context.word_starts, alone.word_starts)
+    check_alignment(tokenizer, words, with_context, lower)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -85,6 +86,35 @@ def test_spert_loss_is_ce_mean_plus_bce_mean():
     assert loss.item() == pytest.approx(ce.item(), rel=1e-6)
 
 
+def test_spert_loss_with_step_counts_adds_up_to_the_mean_of_the_whole_step():
+    """Micro-batches (of other processes, or accumulated) divided by the step's sample counts
+    sum to the loss of the step batch as one batch, whatever their sizes."""
+    g = torch.Generator().manual_seed(1)
+    entity_logits = torch.randn(10, 4, generator=g, dtype=torch.float64)
+    entity_labels = torch.randint(0, 4, (10,), generator=g)
+    relation_logits = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    relation_labels = (torch.rand(6, 3, generator=g) > 0.5).double()
+    whole = spert_loss(entity_logits, relation_logits, loss_batch(entity_labels, relation_labels))
+    parts = [(slice(0, 3), slice(0, 0)), (slice(3, 10), slice(0, 6))]  # uneven; one w/o pairs
+    total = sum(
+        spert_loss(
+            entity_logits[e],
+            relation_logits[r],
+            loss_batch(entity_labels[e], relation_labels[r]),
+            entity_count=10,
+            relation_count=6 * 3,
+        )
+        for e, r in parts
+    )
+    assert total.item() == pytest.approx(whole.item(), rel=1e-6)  # float32 inside
+    # A part without relation samples still reaches the relation head (gradient 0).
+    head = torch.nn.Linear(2, 3)
+    empty = head(torch.zeros(0, 2))
+    loss = spert_loss(entity_logits[:3], empty, loss_batch(entity_labels[:3], torch.zeros(0, 3)))
+    loss.backward()
+    assert head.weight.grad is not None and not head.weight.grad.any()
+
+
 def read_metrics(out: Path) -> list[dict]:
     lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
@@ -133,3 +163,21 @@ def test_training_lowers_the_loss(types, sentences, tiny_config, tmp_path):
     losses = [r["train_loss"] for r in read_metrics(tmp_path / "out")]
     assert len(losses) == 8
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_bf16_is_ignored_on_the_cpu_with_a_warning(types, sentences, tiny_config, tmp_path, caplog):
+    config = tiny_config.replace(max_span_size=4, keep_checkpoints=0)
+    plain = train(config, sentences, types, tmp_path / "a", device="cpu", progress=False)
+    with caplog.at_level(logging.WARNING, logger="spert.training"):
+        bf16 = train(
+            config.replace(bf16=True),
+            sentences,
+            types,
+            tmp_path / "b",
+            device="cpu",
+            progress=False,
+        )
+    assert "bf16 applies on CUDA only" in caplog.text
+    first, second = plain.model.model.state_dict(), bf16.model.model.state_dict()
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), name

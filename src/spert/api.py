@@ -9,6 +9,7 @@ import shutil
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel
 
 from spert import __version__
 from spert.candidates import Batch, candidate_spans, collate
 from spert.config import ConfigError, SpertConfig
-from spert.data import DataError, Sentence, Types, check_record
+from spert.data import Context, DataError, Sentence, Types, check_record, document_contexts
 from spert.decoding import decode_batch
 from spert.encoding import (
     EncodedSentence,
@@ -78,6 +79,7 @@ class SpERT:
         device: torch.device | str | None = None,
     ) -> None:
         self.model = model
+        self.runtime = "torch"  # or "onnx" / "onnx-int8": see load()
         self.tokenizer = tokenizer
         self.types = types
         self.config = config
@@ -99,22 +101,41 @@ class SpERT:
     def create(
         cls, types: Types, config: SpertConfig, device: torch.device | str | None = None
     ) -> SpERT:
-        """A new model on top of the configured pre-trained encoder."""
+        """A new model on top of the configured encoder, initialized as ``config.encoder_init``
+        says: pre-trained weights (fine-tuned or, ``frozen``, never updated) or ``random``
+        ones (the encoder's architecture, trained from scratch; drawn from torch's RNG)."""
         path = resolve_encoder(config.encoder)
         try:
             tokenizer = load_tokenizer(path)
-            encoder = AutoModel.from_pretrained(path)
+            if config.encoder_init == "random":
+                encoder = AutoModel.from_config(AutoConfig.from_pretrained(path))
+            else:
+                encoder = AutoModel.from_pretrained(path)
         except OSError as e:
             raise ModelError(f"cannot load encoder {config.encoder!r}: {e}") from None
+        if config.encoder_init == "frozen":
+            # No encoder parameter needs a gradient, so autograd records nothing in the encoder
+            # pass (it costs what inference costs) and the optimizer skips these parameters.
+            encoder.requires_grad_(False)
         model = SpertModel(encoder, len(types.entities), len(types.relations), config)
         return cls(model, tokenizer, types, config, device)
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, device: torch.device | str | None = None
+        cls,
+        path: str | Path | None = None,
+        device: torch.device | str | None = None,
+        runtime: str = "torch",
     ) -> SpERT:
         """Load a model directory written by :meth:`save`; without a path, the default model
-        (:func:`default_model_dir`, written by ``spert demo``)."""
+        (:func:`default_model_dir`, written by ``spert demo``).
+
+        ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime on the CPU from
+        the files ``spert export-onnx`` writes (see :mod:`spert.onnx_runtime`)."""
+        if runtime not in ("torch", "onnx", "onnx-int8"):
+            raise ModelError(f"unknown runtime {runtime!r}; choose torch, onnx or onnx-int8")
+        if runtime != "torch" and device is not None and torch.device(device).type != "cpu":
+            raise ModelError(f"runtime {runtime} runs on the CPU only, not on {device}")
         if path is None:
             path = default_model_dir()
             if not (path / META_FILE).is_file():
@@ -156,11 +177,20 @@ class SpERT:
             raise ModelError(
                 f"{path}: heads do not match (missing {missing}, unexpected {unexpected})"
             )
+        if runtime != "torch":
+            from spert.onnx_runtime import OnnxEncoder, onnx_path
+
+            model.encoder = OnnxEncoder(onnx_path(path, runtime), encoder.config)
+            device = "cpu"
         model.eval()
-        return cls(model, tokenizer, types, config, device)
+        spert = cls(model, tokenizer, types, config, device)
+        spert.runtime = runtime
+        return spert
 
     def save(self, path: str | Path) -> None:
         """Write the model directory atomically: a temporary folder, then a rename."""
+        if self.runtime != "torch":
+            raise ModelError(f"a model loaded with runtime {self.runtime} cannot be saved")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -192,17 +222,43 @@ class SpERT:
                 shutil.rmtree(tmp)
 
     # -- inference -----------------------------------------------------------------------
-    def encode(self, sentences: Sequence[Sentence]) -> list[EncodedSentence]:
-        return self.sentence_encoder.encode([s.tokens for s in sentences])
+    def document_contexts(self, sentences: Sequence[Sentence]) -> list[Context] | None:
+        """Each sentence's document context (words before, words after), as
+        ``config.context_words`` says (see :func:`spert.data.document_contexts`); None for 0."""
+        if self.config.context_words <= 0:
+            return None
+        return document_contexts(sentences, self.config.context_words)
+
+    def encode(
+        self, sentences: Sequence[Sentence], contexts: Sequence[Context] | None = None
+    ) -> list[EncodedSentence]:
+        """Subword encodings; with ``config.context_words``, each sentence is encoded with the
+        words around it in its document (``contexts`` given, or from the sentences' doc_ids)."""
+        if contexts is None:
+            contexts = self.document_contexts(sentences)
+        return self.sentence_encoder.encode([s.tokens for s in sentences], contexts)
 
     def inference_batches(
-        self, sentences: Sequence[Sentence], batch_size: int
+        self,
+        sentences: Sequence[Sentence],
+        batch_size: int,
+        contexts: Sequence[Context] | None = None,
     ) -> Iterator[tuple[list[int], Batch]]:
-        """Length-bucketed batches of candidate spans, with the indices they hold."""
-        order = np.argsort([len(s.tokens) for s in sentences], kind="stable")
+        """Length-bucketed batches of candidate spans, with the indices they hold. Document
+        contexts come from the whole input (``contexts`` or the sentences' doc_ids), before
+        sentences are reordered."""
+        if contexts is None:
+            contexts = self.document_contexts(sentences)
+        lengths = [len(s.tokens) for s in sentences]
+        if contexts is not None:
+            lengths = [n + len(left) + len(right) for n, (left, right) in zip(lengths, contexts)]
+        order = np.argsort(lengths, kind="stable")
         for i in range(0, len(order), batch_size):
             chunk = order[i : i + batch_size].tolist()
-            encoded = self.encode([sentences[j] for j in chunk])
+            encoded = self.sentence_encoder.encode(
+                [sentences[j].tokens for j in chunk],
+                None if contexts is None else [contexts[j] for j in chunk],
+            )
             spans = [candidate_spans(e, self.config.max_span_size) for e in encoded]
             yield chunk, collate(encoded, spans, self.pad_token_id)
 
@@ -211,12 +267,36 @@ class SpERT:
         sentences: Sequence[Sentence | Sequence[str] | dict[str, Any]],
         batch_size: int | None = None,
         progress: bool = False,
+        contexts: Sequence[Context] | None = None,
     ) -> list[Sentence]:
         """Entities and relations for each pre-tokenized sentence, in input order.
 
         Takes token lists, Sentences or SpERT JSON records (their annotations are ignored).
+        With ``config.context_words``, sentences with a ``doc_id`` are encoded with the words
+        around them in their document (its other sentences, consecutive in ``sentences``);
+        ``contexts`` gives them instead (words before, words after each sentence; at most
+        ``context_words`` of each are used, none for 0), e.g. for a share of a larger input:
+        the :meth:`document_contexts` of the whole input, sliced like the share.
         """
         inputs = [_as_sentence(s, i) for i, s in enumerate(sentences)]
+        words = self.config.context_words
+        if contexts is None:
+            contexts = self.document_contexts(inputs)
+        elif len(contexts) != len(inputs):
+            raise DataError(f"{len(contexts)} contexts for {len(inputs)} sentences")
+        elif words <= 0:
+            contexts = None  # the model was trained without context
+        else:
+            contexts = [(list(left)[-words:], list(right)[:words]) for left, right in contexts]
+        return self._predict(inputs, contexts, batch_size, progress)
+
+    def _predict(
+        self,
+        inputs: Sequence[Sentence],
+        contexts: Sequence[Context] | None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> list[Sentence]:
         batch_size = batch_size or self.config.eval_batch_size
         results: list[Sentence | None] = [None] * len(inputs)
         was_training = self.model.training
@@ -226,7 +306,7 @@ class SpERT:
                 torch.inference_mode(),
                 tqdm(total=len(inputs), unit="sent", disable=not progress, desc="predict") as bar,
             ):
-                for chunk, batch in self.inference_batches(inputs, batch_size):
+                for chunk, batch in self.inference_batches(inputs, batch_size, contexts):
                     decoded = decode_batch(
                         self.model,
                         batch.to(self.device),
@@ -235,8 +315,13 @@ class SpERT:
                         self.config.max_pairs,
                     )
                     for j, (entities, relations) in zip(chunk, decoded):
+                        source = inputs[j]
                         results[j] = Sentence(
-                            list(inputs[j].tokens), entities, relations, inputs[j].orig_id
+                            list(source.tokens),
+                            entities,
+                            relations,
+                            source.orig_id,
+                            source.doc_id,
                         )
                     bar.update(len(chunk))
         finally:
@@ -253,6 +338,8 @@ class SpERT:
         for a list (of texts, token lists, ``(id, text)`` tuples, ...; see DocumentInput).
 
         A token list is pre-tokenized input: its text is the tokens joined by single spaces.
+        With ``config.context_words``, each sentence is encoded with the words around it in
+        its document.
         """
         if isinstance(texts, str):
             return next(iter(self.extract_stream([texts], batch_size=batch_size)))
@@ -274,12 +361,13 @@ class SpERT:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         chunk = 32 * batch_size
         pending: deque[Document] = deque()  # read, not yet yielded; in input order
-        buffer: list[tuple[Document, TextSentence]] = []  # sentences awaiting prediction
+        # Sentences awaiting prediction, with their document context.
+        buffer: list[tuple[Document, TextSentence, Context]] = []
         for index, item in enumerate(texts):
             doc_id, text, sentences = self._document_input(item, index)
             pending.append(Document(text, [], doc_id))
-            for sentence in sentences:
-                buffer.append((pending[-1], sentence))
+            for sentence, context in sentences_in_context(sentences, self.config.context_words):
+                buffer.append((pending[-1], sentence, context))
                 if len(buffer) >= chunk:
                     self._extract_into(buffer, batch_size)
                     buffer = []
@@ -329,10 +417,14 @@ class SpERT:
             f"got {type(item).__name__}"
         )
 
-    def _extract_into(self, buffer: list[tuple[Document, TextSentence]], batch_size: int) -> None:
+    def _extract_into(
+        self, buffer: list[tuple[Document, TextSentence, Context]], batch_size: int
+    ) -> None:
         """Predict the buffered sentences and append them to their Documents, in order."""
-        predictions = self.predict([s.tokens for _, s in buffer], batch_size=batch_size)
-        for (doc, sentence), predicted in zip(buffer, predictions):
+        inputs = [_as_sentence(s.tokens, i) for i, (_, s, _) in enumerate(buffer)]
+        contexts = [c for _, _, c in buffer] if self.config.context_words > 0 else None
+        predictions = self._predict(inputs, contexts, batch_size)
+        for (doc, sentence, _), predicted in zip(buffer, predictions):
             doc.sentences.append(_extracted_sentence(doc.text, sentence, predicted))
 
     def evaluate(
@@ -349,13 +441,44 @@ class SpERT:
 
 def _as_sentence(item: Sentence | Sequence[str] | dict[str, Any], index: int) -> Sentence:
     if isinstance(item, Sentence):
-        record: Any = {"tokens": item.tokens, "orig_id": item.orig_id}
+        record: Any = {"tokens": item.tokens, "orig_id": item.orig_id, "doc_id": item.doc_id}
     else:
         record = item if isinstance(item, dict) else {"tokens": list(item)}
     sentence, problems = check_record(record, index, "<input>", None, annotated=False)
     if problems or sentence is None:
         raise DataError(str(problems[0]))
     return sentence
+
+
+def sentences_in_context(
+    sentences: Iterable[TextSentence], words: int
+) -> Iterator[tuple[TextSentence, Context]]:
+    """The sentences of one document, each with up to ``words`` words before and after it from
+    its neighbours (none for ``words == 0``). Lazy: reads ahead only as far as the words after
+    the sentence need."""
+    ahead: deque[TextSentence] = deque()
+    before: list[str] = []  # the last words before ahead[0]
+    source = iter(sentences)
+    exhausted = False
+    while True:
+        # Read until the sentences after ahead[0] hold enough words (or there are no more).
+        while not exhausted and (
+            not ahead or sum(len(s.tokens) for s in ahead) - len(ahead[0].tokens) < words
+        ):
+            sentence = next(source, None)
+            if sentence is None:
+                exhausted = True
+            else:
+                ahead.append(sentence)
+        if not ahead:
+            return
+        sentence = ahead.popleft()
+        if words <= 0:
+            yield sentence, ([], [])
+            continue
+        after = list(islice((w for s in ahead for w in s.tokens), words))
+        yield sentence, (before, after)
+        before = (before + list(sentence.tokens))[-words:]
 
 
 def _extracted_sentence(

@@ -74,17 +74,19 @@ def sample_training(
                 relation_index[rel.type]
             ] = 1
 
-    # Strong negatives: ordered pairs of gold entity spans that hold no relation.
     slots = sorted(set(slot_of))
-    negative_pairs = [
-        (a, b)
-        for a in slots
-        for b in slots
-        if gold_spans[a] != gold_spans[b] and (a, b) not in positive
-    ]
-    if len(negative_pairs) > config.neg_relation_count:
-        chosen = rng.choice(len(negative_pairs), config.neg_relation_count, replace=False)
-        negative_pairs = [negative_pairs[i] for i in sorted(chosen)]
+    negative_pairs: list[tuple[int, int]] = []
+    if config.neg_relation_kind == "strong":
+        # Strong negatives: ordered pairs of gold entity spans that hold no relation.
+        negative_pairs = [
+            (a, b)
+            for a in slots
+            for b in slots
+            if gold_spans[a] != gold_spans[b] and (a, b) not in positive
+        ]
+        if len(negative_pairs) > config.neg_relation_count:
+            chosen = rng.choice(len(negative_pairs), config.neg_relation_count, replace=False)
+            negative_pairs = [negative_pairs[i] for i in sorted(chosen)]
 
     # Negative entities: random candidate spans that are no gold entity.
     candidates = candidate_spans(encoded, config.max_span_size)
@@ -95,6 +97,11 @@ def sample_training(
         negatives = negatives[
             np.sort(rng.choice(len(negatives), config.neg_entity_count, replace=False))
         ]
+
+    if config.neg_relation_kind == "weak":
+        negative_pairs = _weak_negative_pairs(
+            slots, len(gold_spans), len(negatives), positive, config.neg_relation_count, rng
+        )
 
     spans = np.concatenate(
         [np.asarray(gold_spans, dtype=np.int64).reshape(-1, 2), negatives.reshape(-1, 2)]
@@ -109,6 +116,33 @@ def sample_training(
     return TrainingSample(
         spans, entity_labels, np.asarray(pairs, dtype=np.int64).reshape(-1, 2), relation_labels
     )
+
+
+def _weak_negative_pairs(
+    slots: list[int],
+    n_gold: int,
+    n_negatives: int,
+    positive: dict[tuple[int, int], np.ndarray],
+    count: int,
+    rng: np.random.Generator,
+) -> list[tuple[int, int]]:
+    """Weak negatives: random ordered pairs of a sample's distinct spans, no gold pair.
+
+    The spans are the gold entities (the first of each span, ``slots``, which relations point
+    at) and the ``n_negatives`` negative entity spans that follow them. Gold pairs are left
+    out: they are already in the sample with their labels.
+    """
+    nodes = np.concatenate([np.asarray(slots, dtype=np.int64), n_gold + np.arange(n_negatives)])
+    heads, tails = (a.ravel() for a in np.meshgrid(nodes, nodes, indexing="ij"))
+    stride = n_gold + n_negatives
+    keys = heads * stride + tails
+    gold_keys = np.asarray([h * stride + t for h, t in positive], dtype=np.int64)
+    keep = (heads != tails) & ~np.isin(keys, gold_keys)
+    heads, tails = heads[keep], tails[keep]
+    if len(heads) > count:
+        chosen = np.sort(rng.choice(len(heads), count, replace=False))
+        heads, tails = heads[chosen], tails[chosen]
+    return list(zip(heads.tolist(), tails.tolist()))
 
 
 @dataclass

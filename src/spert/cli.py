@@ -60,31 +60,87 @@ def build_config(args: argparse.Namespace) -> SpertConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from spert import distributed
+    from spert.checkpoint import CheckpointError, read_run_info, write_run_info
     from spert.training import train
 
-    config = build_config(args)
-    types = read_types(args.types)
-    train_data = read_dataset(args.train, types)
-    dev_data = read_dataset(args.dev, types) if args.dev else None
-    logger.info("training on %d sentences, %s", len(train_data), config)
-    result = train(config, train_data, types, args.out, dev_data=dev_data, device=args.device)
-    out = Path(args.out)
-    if result.best_epoch is not None:
-        logger.info("best dev epoch %d -> %s", result.best_epoch, out / "best")
-    print(f"saved {out / 'final'}" + (f" and {out / 'best'}" if result.best_epoch else ""))
+    main_rank = distributed.env_rank() == 0  # under torchrun, only rank 0 reports
+    if not main_rank:
+        logging.getLogger().setLevel(logging.WARNING)
+    data_options = ("train", "dev", "types")
+    paths = {name: getattr(args, name) for name in data_options}
+    try:
+        run = None
+        if args.resume:
+            out = Path(args.resume)
+            if args.out and Path(args.out).resolve() != out.resolve():
+                raise CliError(f"--out {args.out} and --resume {args.resume} differ; give one")
+            if not out.is_dir():
+                raise CliError(f"{out}: no such run directory to resume")
+            run = read_run_info(out)  # the data files and options of `spert train`, if so
+        else:
+            out = Path(args.out) if args.out else None
+        if run is not None:
+            if args.preset != "paper" or args.config:
+                raise CliError("--preset and --config do not go with --resume: the run has its own")
+            overrides = {k: v for k, v in vars(args).items() if k in SpertConfig.option_types()}
+            config = SpertConfig.from_dict({**run["config"], **overrides}, f"{out}/run.json")
+            paths = {name: paths[name] or run.get(name) for name in data_options}
+        else:
+            needed = ("train", "types") if args.resume else ("train", "types", "out")
+            missing = [f"--{name}" for name in needed if not getattr(args, name)]
+            if missing:
+                hint = " (no run.json in the run: give the data and the run's options)"
+                raise CliError(
+                    f"train: {', '.join(missing)} required"
+                    + (hint if args.resume else " (or --resume OUT)")
+                )
+            config = build_config(args)
+        assert out is not None
+        types = read_types(paths["types"])
+        train_data = read_dataset(paths["train"], types)
+        dev_data = read_dataset(paths["dev"], types) if paths["dev"] else None
+        if main_rank and not args.resume:
+            write_run_info(out, paths, config)  # what `spert train --resume OUT` reads
+        logger.info("training on %d sentences, %s", len(train_data), config)
+        result = train(
+            config,
+            train_data,
+            types,
+            out,
+            dev_data=dev_data,
+            device=args.device,
+            resume=bool(args.resume),
+        )
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    if main_rank:
+        if result.best_epoch is not None:
+            logger.info("best dev epoch %d -> %s", result.best_epoch, out / "best")
+        print(f"saved {out / 'final'}" + (f" and {out / 'best'}" if result.best_epoch else ""))
 
 
-def _load_model(path: str, device: str | None) -> Any:
+def _load_model(path: str, device: str | None, runtime: str = "torch") -> Any:
     from spert.api import SpERT
 
-    return SpERT.load(path, device=device)
+    return SpERT.load(path, device=device, runtime=runtime)
+
+
+def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx", "onnx-int8"],
+        default="torch",
+        help="run the encoder in PyTorch, or on the CPU in onnxruntime from the files "
+        "`spert export-onnx` writes (default: torch)",
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from spert.data import write_dataset
     from spert.evaluation import format_metrics
 
-    model = _load_model(args.model, args.device)
+    model = _load_model(args.model, args.device, args.runtime)
     data = read_dataset(args.data, model.types)
     metrics, predictions = model.evaluate(
         data, no_overlap=args.no_overlap, batch_size=args.batch_size, progress=True
@@ -99,7 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from spert.data import write_dataset
 
-    model = _load_model(args.model, args.device)
+    model = _load_model(args.model, args.device, args.runtime)
     sentences, problems = check_dataset(args.input, None, annotated=False)
     if problems:
         raise DataError("; ".join(str(p) for p in problems[:5]))
@@ -139,22 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model",
         description="Train SpERT; writes "
-        "OUT/best (best dev relation strict micro F1), OUT/final and OUT/metrics.jsonl.",
+        "OUT/best (best dev relation strict micro F1), OUT/final, OUT/metrics.jsonl and "
+        "resumable checkpoints in OUT/checkpoints. For several processes (GPUs, nodes), launch "
+        "it with torchrun: torchrun --nproc_per_node N -m spert train ...",
     )
-    p.add_argument("--train", required=True, help="training set (SpERT JSON or JSONL)")
+    p.add_argument("--train", help="training set (SpERT JSON or JSONL)")
     p.add_argument("--dev", help="dev set, evaluated after each epoch")
-    p.add_argument("--types", required=True, help="types file")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--types", help="types file")
+    p.add_argument("--out", help="output directory")
+    p.add_argument(
+        "--resume",
+        metavar="OUT",
+        help="continue the interrupted run in OUT from its newest checkpoint (its data files "
+        "and options come from OUT/run.json)",
+    )
     p.add_argument(
         "--preset",
         default="paper",
         choices=sorted(PRESETS),
-        help="named configuration to start from (default: paper)",
+        help="named configuration to start from (default: paper; with --resume, the run's "
+        "own options are used)",
     )
     p.add_argument(
         "--config", help="TOML file of hyper-parameters (SpertConfig fields); overrides the preset"
     )
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--device",
+        help="torch device (default: cuda if available, else cpu; under torchrun cuda:LOCAL_RANK)",
+    )
     _add_config_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -174,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device")
+    _add_runtime_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -187,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file (.jsonl for JSON Lines)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device")
+    _add_runtime_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="list every problem in dataset files")
@@ -194,12 +264,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--types", required=True, help="types file")
     p.set_defaults(func=cmd_validate)
 
-    from spert import datasets, demo, extract, visualize
+    from spert import (
+        convert,
+        cv,
+        datasets,
+        demo,
+        experiment,
+        extract,
+        onnx_runtime,
+        serve,
+        visualize,
+    )
 
     extract.add_parser(sub)
     visualize.add_parser(sub)
     demo.add_parser(sub)
     datasets.add_parser(sub)
+    onnx_runtime.add_parser(sub)
+    convert.add_parser(sub)
+    cv.add_parser(sub)
+    experiment.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

@@ -30,6 +30,10 @@ class SpertConfig:
     # --- encoder ---
     encoder: str = BUNDLED_ENCODER
     """Hugging Face encoder name or path; the default is the bundled all-MiniLM-L6-v2."""
+    encoder_init: Literal["pretrained", "random", "frozen"] = "pretrained"
+    """pretrained: fine-tune the pre-trained encoder (the paper's); random: the encoder's
+    architecture with fresh random weights, trained from scratch; frozen: pre-trained weights,
+    not updated (only the heads train; the encoder's dropout stays active in training)."""
     max_encoder_length: int = 0
     """Subword limit of one encoder pass; 0 = the encoder's own limit. Longer sentences are
     encoded in overlapping windows."""
@@ -44,6 +48,10 @@ class SpertConfig:
     relation_context: Literal["local", "sentence", "none"] = "local"
     """Relation context: max-pool between the two spans, the sentence's first token, or none."""
     dropout: float = 0.1
+    context_words: int = 0
+    """Encode each sentence with up to this many words of the surrounding document on each side
+    (sentences with the same doc_id, consecutive in the input); candidate spans stay inside the
+    sentence. 0 = the sentence alone (the paper's)."""
 
     # --- decoding ---
     relation_threshold: float = 0.4
@@ -54,11 +62,22 @@ class SpertConfig:
 
     # --- sampling ---
     neg_entity_count: int = 100
+    """Negative entity samples per sentence: random candidate spans that are no entity."""
     neg_relation_count: int = 100
+    """Negative relation samples per sentence (see neg_relation_kind)."""
+    neg_relation_kind: Literal["strong", "weak"] = "strong"
+    """Negative relation samples: strong = pairs of gold entities that hold no relation (the
+    paper's); weak = random pairs of the sentence's sampled spans (gold entities and negative
+    entity samples), so mostly pairs involving non-entities."""
 
     # --- optimisation ---
     epochs: int = 20
     train_batch_size: int = 2
+    """Sentences per forward pass (per process). One optimizer step sees train_batch_size x
+    processes x grad_accumulation sentences."""
+    length_bucketing: bool = False
+    """Training: batch sentences of similar length together (less padding, faster); the
+    paper's recipe draws batches at random."""
     eval_batch_size: int = 8
     lr: float = 5e-5
     lr_warmup: float = 0.1
@@ -68,6 +87,17 @@ class SpertConfig:
     seed: int = 42
     eval_every_epoch: bool = True
     """Evaluate on the dev set after each epoch (keeps the best model); else only at the end."""
+    grad_accumulation: int = 1
+    """Micro-batches per optimizer step (gradient accumulation): a larger step batch in the
+    same memory. The loss is averaged over all samples of the step's sentences."""
+    bf16: bool = False
+    """Training on CUDA: forward pass under bfloat16 autocast (weights, optimizer and loss stay
+    float32). Ignored, with a warning, on the CPU."""
+    checkpoint_every: int = 0
+    """Write a resumable checkpoint every this many optimizer steps (0: only at epoch ends)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in OUT/checkpoints while training (older ones are deleted, and all
+    once the run finishes); 0: write none."""
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -88,9 +118,19 @@ class SpertConfig:
             "max_pairs",
             "epochs",
             "max_sentence_words",
+            "grad_accumulation",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        for name in (
+            "neg_entity_count",
+            "neg_relation_count",
+            "context_words",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -132,7 +172,10 @@ class SpertConfig:
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
                 raise ConfigError(f"{source}: option {name} must be {want.__name__}, got {value!r}")
             checked[name] = value
-        return cls(**checked)
+        try:
+            return cls(**checked)
+        except ConfigError as e:  # a value out of range: say where it was set
+            raise ConfigError(f"{source}: {e}") from None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> SpertConfig:
@@ -162,7 +205,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # ``spert demo``: ~80 sentences in about 3 minutes on 2 CPU cores; few optimizer steps, so a
     # larger learning rate, and the final model is kept (no per-epoch dev evaluation).
-    "demo": {"epochs": 30, "train_batch_size": 4, "lr": 1e-4, "eval_every_epoch": False},
+    # No checkpoints: the demo trains in a scratch folder, and they would add ~45 s.
+    "demo": {
+        "epochs": 30,
+        "train_batch_size": 4,
+        "lr": 1e-4,
+        "eval_every_epoch": False,
+        "keep_checkpoints": 0,
+    },
+    # Fast CPU training: length-bucketed batches of 8 (a third of the paper recipe's time per
+    # epoch on 2 cores), fewer epochs and optimizer steps, so a larger learning rate; no
+    # per-epoch dev evaluation. Measured on CoNLL04: benchmarks/results/accuracy_conll04_fast.md.
+    "fast": {
+        "train_batch_size": 8,
+        "length_bucketing": True,
+        "lr": 1e-4,
+        "epochs": 10,
+        "eval_every_epoch": False,
+    },
 }
 
 

@@ -3,7 +3,10 @@
 A dataset is a JSON list of sentences (or JSONL, one sentence a line)::
 
     {"tokens": [...], "entities": [{"type", "start", "end"}],
-     "relations": [{"type", "head", "tail"}], "orig_id": ...}
+     "relations": [{"type", "head", "tail"}], "orig_id": ..., "doc_id": ...}
+
+``doc_id`` (optional, a string or an integer) says which document a sentence belongs to; the
+sentences of one document follow one another, in order (see :func:`document_contexts`).
 
 Every problem is reported with the file, the record index (and ``orig_id``) and the field;
 nothing is dropped silently.
@@ -69,6 +72,7 @@ class Sentence:
     entities: list[Entity] = field(default_factory=list)
     relations: list[Relation] = field(default_factory=list)
     orig_id: Any = None
+    doc_id: str | int | None = None  # the document it belongs to (see document_contexts)
 
     def to_dict(self) -> dict[str, Any]:
         def strip(d: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +91,8 @@ class Sentence:
         }
         if self.orig_id is not None:
             out["orig_id"] = self.orig_id
+        if self.doc_id is not None:
+            out["doc_id"] = self.doc_id
         return out
 
 
@@ -204,6 +210,9 @@ def check_record(
         if not isinstance(token, str) or not token:
             problem(f"tokens[{i}]", f"must be a non-empty string, got {token!r}")
     n_words = len(tokens)
+    doc_id = raw.get("doc_id")
+    if doc_id is not None and not (isinstance(doc_id, str) or _is_index(doc_id)):
+        problem("doc_id", f"must be a string or an integer, got {doc_id!r}")
 
     entities: list[Entity] = []
     raw_entities = raw.get("entities", []) if annotated else []
@@ -274,7 +283,7 @@ def check_record(
 
     if problems:
         return None, problems
-    return Sentence(list(tokens), entities, relations, orig_id), problems
+    return Sentence(list(tokens), entities, relations, orig_id, doc_id), problems
 
 
 def check_dataset(
@@ -324,6 +333,49 @@ def parse_sentences(
             raise DataError(str(problems[0]))
         assert sentence is not None
         out.append(sentence)
+    return out
+
+
+#: Words before and after one sentence: its document context (see document_contexts).
+Context = tuple[list[str], list[str]]
+
+
+def document_contexts(sentences: Sequence[Sentence], words: int) -> list[Context]:
+    """For each sentence, up to ``words`` words immediately before it and up to ``words``
+    after it from the other sentences of its document: the consecutive sentences with the same
+    ``doc_id``. A sentence without a ``doc_id`` (or ``words == 0``) gets none.
+
+    Raises a DataError if a ``doc_id`` comes back after another document's sentences (the
+    sentences of a document must be consecutive, else its context would be wrong).
+    """
+    out: list[Context] = [([], []) for _ in sentences]
+    if words <= 0:
+        return out
+    first_seen: dict[str | int, int] = {}
+    start = 0
+    while start < len(sentences):
+        doc_id = sentences[start].doc_id
+        end = start + 1
+        while end < len(sentences) and sentences[end].doc_id == doc_id and doc_id is not None:
+            end += 1
+        if doc_id is not None:
+            if doc_id in first_seen:
+                raise DataError(
+                    f"doc_id {doc_id!r} of sentence {start} (orig_id "
+                    f"{sentences[start].orig_id!r}) was already used by sentence "
+                    f"{first_seen[doc_id]}, with other documents in between: the sentences of "
+                    "a document must be consecutive"
+                )
+            first_seen[doc_id] = start
+            # One word list per document; each sentence's context is a slice of it.
+            doc_words = [w for s in sentences[start:end] for w in s.tokens]
+            offset = 0
+            for i in range(start, end):
+                n = len(sentences[i].tokens)
+                before = doc_words[max(0, offset - words) : offset]
+                out[i] = (before, doc_words[offset + n : offset + n + words])
+                offset += n
+        start = end
     return out
 
 

@@ -4,6 +4,11 @@ Alignment uses the fast tokenizer's word ids, so no special-token ids are hard-c
 RoBERTa, DeBERTa and XLM-R style tokenizers all work. A sentence longer than the encoder's
 input limit is split into overlapping windows; each subword is read from the window in which
 it lies farthest from the edges.
+
+A sentence may come with document context: words before and after it, encoded in the same
+sequence (so every subword, ``[CLS]`` included, attends to them) while its word positions point
+at the sentence's own subwords only. Context that does not fit the input limit is trimmed,
+farthest words first; a sentence too long on its own gets none.
 """
 
 from __future__ import annotations
@@ -74,23 +79,37 @@ class SentenceEncoder:
         if max_length <= n_special + 1:
             raise ValueError(f"max_length {max_length} leaves no room for subwords")
 
-    def encode(self, sentences: Sequence[Sequence[str]]) -> list[EncodedSentence]:
+    def encode(
+        self,
+        sentences: Sequence[Sequence[str]],
+        contexts: Sequence[tuple[Sequence[str], Sequence[str]]] | None = None,
+    ) -> list[EncodedSentence]:
+        """Encode word lists; ``contexts`` gives each one's (words before, words after)."""
         if not sentences:
             return []
+        if contexts is None:
+            contexts = [((), ())] * len(sentences)
+        elif len(contexts) != len(sentences):
+            raise ValueError(f"{len(contexts)} contexts for {len(sentences)} sentences")
         batch = self.tokenizer(
-            [list(s) for s in sentences],
+            [[*left, *words, *right] for words, (left, right) in zip(sentences, contexts)],
             is_split_into_words=True,
             add_special_tokens=True,
             truncation=False,
             verbose=False,
         )
         return [
-            self._align(batch["input_ids"][i], batch.word_ids(i), len(words))
-            for i, words in enumerate(sentences)
+            self._align(batch["input_ids"][i], batch.word_ids(i), len(words), len(left), len(right))
+            for i, (words, (left, right)) in enumerate(zip(sentences, contexts))
         ]
 
     def _align(
-        self, input_ids: list[int], word_ids: list[int | None], n_words: int
+        self,
+        input_ids: list[int],
+        word_ids: list[int | None],
+        n_words: int,
+        n_left: int = 0,
+        n_right: int = 0,
     ) -> EncodedSentence:
         word_of = np.array([-1 if w is None else w for w in word_ids], dtype=np.int64)
         content = np.flatnonzero(word_of >= 0)
@@ -98,11 +117,34 @@ class SentenceEncoder:
         prefix = int(content[0]) if len(content) else _leading_specials(word_of)
         suffix_start = int(content[-1]) + 1 if len(content) else prefix
         content_words = word_of[prefix:suffix_start]
-        words = np.arange(n_words)
-        word_starts = prefix + np.searchsorted(content_words, words, side="left")
-        word_ends = prefix + np.searchsorted(content_words, words, side="right")
+        words = np.arange(n_left + n_words + n_right)
+        starts = prefix + np.searchsorted(content_words, words, side="left")
+        ends = prefix + np.searchsorted(content_words, words, side="right")
 
         seq_len = len(input_ids)
+        if seq_len > self.max_length and n_left + n_right:
+            # Drop context words, farthest from the sentence first, until the sequence fits.
+            is_context = np.ones(len(words), dtype=bool)
+            is_context[n_left : n_left + n_words] = False
+            context = np.flatnonzero(is_context)
+            cost = (ends - starts)[context]  # subwords of each context word
+            distance = np.where(context < n_left, n_left - context, context - n_left - n_words + 1)
+            order = np.argsort(-distance, kind="stable")
+            removed = np.cumsum(cost[order])
+            n_cut = int(np.searchsorted(removed, seq_len - self.max_length, side="left")) + 1
+            if n_cut > len(order):  # the sentence alone is too long: no context at all
+                n_cut = len(order)
+            cut = np.zeros(len(words), dtype=bool)
+            cut[context[order[:n_cut]]] = True
+            kept = np.flatnonzero(~cut)  # contiguous: the cut words form a prefix and a suffix
+            lo, hi = int(starts[kept[0]]), int(ends[kept[-1]])
+            input_ids = input_ids[:prefix] + input_ids[lo:hi] + input_ids[suffix_start:]
+            starts, ends = starts - (lo - prefix), ends - (lo - prefix)
+            suffix_start = prefix + hi - lo
+            seq_len = len(input_ids)
+        word_starts = starts[n_left : n_left + n_words]
+        word_ends = ends[n_left : n_left + n_words]
+
         if seq_len <= self.max_length:
             return EncodedSentence(
                 [list(input_ids)],

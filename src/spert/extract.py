@@ -172,10 +172,10 @@ class DocumentWriter:
     def write(self, doc: Document) -> None:
         """Add one document (each is written with a single ``write`` call)."""
         if self.format == "jsonl":
-            self._file.write(json.dumps(doc.to_dict(), ensure_ascii=False) + "\n")
+            self._file.write(document_line(doc) + "\n")
         elif self.format == "json":
             sep = "\n" if self.documents == 0 else ",\n"
-            self._file.write(sep + json.dumps(doc.to_dict(), ensure_ascii=False))
+            self._file.write(sep + document_line(doc))
         elif self.format == "tsv":
             self._file.write(tsv_rows(doc, doc.id if doc.id is not None else self.documents))
         else:
@@ -213,6 +213,11 @@ class DocumentWriter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def document_line(doc: Document) -> str:
+    """A Document as one JSON record without line end, as ``--format jsonl`` writes it."""
+    return json.dumps(doc.to_dict(), ensure_ascii=False)
 
 
 def tsv_rows(doc: Document, doc_id: Any) -> str:
@@ -291,6 +296,11 @@ def run_extract(
 
 def cmd_extract(args: argparse.Namespace) -> None:
     """``spert extract``: see the module docstring."""
+    if getattr(args, "ray", False):
+        from spert.ray_extract import cmd_extract_ray
+
+        cmd_extract_ray(args)
+        return
     from spert.api import SpERT
 
     if args.batch_size is not None and args.batch_size < 1:
@@ -358,4 +368,32 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    ray = p.add_argument_group(
+        "corpus scale (Ray Data)",
+        "with --ray, --input is a file, a directory or a (quoted) glob of shards and --out a "
+        "directory that gets one OUT/<shard>.jsonl per input shard, records as --format jsonl "
+        "writes them; a rerun skips finished shards",
+    )
+    ray.add_argument(
+        "--ray", action="store_true", help="extract with a pool of model actors on Ray Data"
+    )
+    ray.add_argument("--actors", type=int, default=1, help="model actors (default: 1)")
+    ray.add_argument(
+        "--cpus-per-actor", type=float, default=1.0, help="CPUs (threads) per actor (default: 1)"
+    )
+    ray.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=0.0,
+        help="GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU (default: 0)",
+    )
+    ray.add_argument(
+        "--docs-per-batch", type=int, default=64, help="documents per actor call (default: 64)"
+    )
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join, e.g. auto or ray://HOST:10001 "
+        "(default: $RAY_ADDRESS, else a local Ray instance)",
+    )
     p.set_defaults(func=cmd_extract)

@@ -26,14 +26,28 @@ class RangePooler:
 
     def _sparse_table(self) -> torch.Tensor:
         if self._table is None:
-            levels = [self.hidden]
-            seq_len = self.hidden.shape[1]
-            while 2 ** len(levels) <= seq_len:
-                prev, step = levels[-1], 2 ** (len(levels) - 1)
-                # Blocks running past the end are clipped; no query reads beyond its range.
-                shifted = torch.cat([prev[:, step:], prev[:, -1:].expand(-1, step, -1)], 1)
-                levels.append(torch.maximum(prev, shifted))
-            self._table = torch.stack(levels)
+            hidden = self.hidden
+            batch_size, seq_len, dim = hidden.shape
+            levels = seq_len.bit_length()  # 2**k <= seq_len for k < levels
+            if hidden.requires_grad and torch.is_grad_enabled():
+                table = [hidden]
+                for k in range(1, levels):
+                    prev, step = table[-1], 2 ** (k - 1)
+                    # Blocks running past the end are clipped; no query reads beyond its range.
+                    shifted = torch.cat([prev[:, step:], prev[:, -1:].expand(-1, step, -1)], 1)
+                    table.append(torch.maximum(prev, shifted))
+                self._table = torch.stack(table)
+            else:
+                # Inference: fill one preallocated table in place (no concatenated copies).
+                # Entries whose block runs past the end keep the level below; no query reads
+                # them, as both blocks of a query lie inside its range.
+                self._table = hidden.new_empty(levels, batch_size, seq_len, dim)
+                self._table[0] = hidden
+                for k in range(1, levels):
+                    prev, step = self._table[k - 1], 2 ** (k - 1)
+                    level = self._table[k]
+                    torch.maximum(prev[:, :-step], prev[:, step:], out=level[:, :-step])
+                    level[:, -step:] = prev[:, -step:]
         return self._table
 
     def __call__(
@@ -62,7 +76,9 @@ class RangePooler:
             )
             if self.mode == "mean":
                 pooled = pooled / length.clamp(min=1).unsqueeze(-1).to(pooled.dtype)
-        return pooled.masked_fill(empty.unsqueeze(-1), 0.0)
+        if bool(empty.any()):
+            pooled = pooled.masked_fill(empty.unsqueeze(-1), 0.0)
+        return pooled
 
 
 class SpertModel(nn.Module):
@@ -101,8 +117,15 @@ class SpertModel(nn.Module):
         self, spans: torch.Tensor, sentence: torch.Tensor, span_batch: torch.Tensor
     ) -> torch.Tensor:
         """spans (N, H + width), sentence (B, H) -> logits (N, 1 + entity types)."""
-        features = torch.cat([spans, sentence[span_batch]], dim=-1)
-        return self.entity_classifier(self.dropout(features))
+        if self.training:
+            features = torch.cat([spans, sentence[span_batch]], dim=-1)
+            return self.entity_classifier(self.dropout(features))
+        # Without dropout the classifier splits into a span part and a per-sentence part,
+        # which is computed once per sentence instead of once per span.
+        weight, bias = self.entity_classifier.weight, self.entity_classifier.bias
+        span_dim = spans.shape[-1]
+        sentence_part = nn.functional.linear(sentence, weight[:, span_dim:], bias)  # (B, E+1)
+        return nn.functional.linear(spans, weight[:, :span_dim]) + sentence_part[span_batch]
 
     def relation_logits(
         self,

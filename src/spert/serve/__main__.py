@@ -1,0 +1,3 @@
+from spert.serve.cli import main
+
+main()

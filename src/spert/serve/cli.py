@@ -1,0 +1,236 @@
+"""``spert serve``: the HTTP extraction service, in process (uvicorn) or on Ray Serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from spert.config import ConfigError
+from spert.data import DataError
+from spert.serve.settings import ServeSettings
+
+logger = logging.getLogger("spert.serve")
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """The ServeSettings given on the command line (defaults for the rest)."""
+    return ServeSettings(**{k: getattr(args, k) for k in ServeSettings.field_names()})
+
+
+def load_app(model_dir: str | None, settings: ServeSettings, device: str | None = None) -> Any:
+    """Load the model and build its HTTP app: the work of one server process, with
+    ``settings.threads`` torch threads."""
+    from spert.api import SpERT
+    from spert.serve.app import create_app, set_threads, torch_threads
+
+    set_threads(settings.threads)
+    model = SpERT.load(model_dir, device=device)
+    app = create_app(model, settings)
+    logger.info(
+        "model %s: %d entity and %d relation types, on %s (%d torch threads)",
+        model_dir or "(default)",
+        len(model.types.entities),
+        len(model.types.relations),
+        model.device,
+        torch_threads(),
+    )
+    return app
+
+
+def serve(model_dir: str | None, settings: ServeSettings, device: str | None = None) -> None:
+    """Load the model and serve it with uvicorn until SIGINT/SIGTERM, which finish the requests
+    in flight (up to ``settings.shutdown_timeout_s``) before the process exits with status 0.
+    With ``settings.workers`` > 1, in that many processes (see :mod:`spert.serve.workers`)."""
+    if settings.workers > 1:
+        from spert.serve.workers import serve_workers
+
+        serve_workers(model_dir, settings, device)
+        return
+    import uvicorn
+
+    app = load_app(model_dir, settings, device)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        log_level="info",
+    )
+    server = uvicorn.Server(config)
+    # uvicorn handles SIGINT/SIGTERM (graceful shutdown) and then raises the signal again for
+    # the previous handler; a shutdown that went as planned should exit 0, so ignore that one.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    if not server.started:  # could not bind, or the app failed to start
+        raise SystemExit(1)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    settings = settings_from_args(args)
+    if args.ray:
+        if settings.workers > 1:
+            raise ConfigError("--workers is for the uvicorn server; on Ray Serve, use --replicas")
+        from spert.serve.ray_serve import serve_ray
+
+        serve_ray(
+            args.model,
+            settings,
+            replicas=args.replicas,
+            num_cpus=args.num_cpus,
+            num_gpus=args.num_gpus,
+            device=args.device,
+            address=args.ray_address,
+        )
+    else:
+        serve(args.model, settings, args.device)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    defaults = ServeSettings()
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory (default: the model of `spert demo`, "
+        "$SPERT_HOME/default-model or ~/.cache/spert/default-model)",
+    )
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--host", default=defaults.host, help=f"default: {defaults.host}")
+    p.add_argument("--port", type=int, default=defaults.port, help=f"default: {defaults.port}")
+
+    limits = p.add_argument_group("limits (violations get 413 or 422 naming the limit)")
+    limits.add_argument(
+        "--max-texts",
+        type=int,
+        default=defaults.max_texts,
+        help=f"texts or sentences per request (default: {defaults.max_texts})",
+    )
+    limits.add_argument(
+        "--max-chars",
+        type=int,
+        default=defaults.max_chars,
+        help=f"characters per text (default: {defaults.max_chars})",
+    )
+    limits.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help=f"request body size (default: {defaults.max_body_bytes})",
+    )
+    limits.add_argument(
+        "--max-pending-sentences",
+        type=int,
+        default=defaults.max_pending_sentences,
+        help="sentences queued or running before new requests get 503 "
+        f"(default: {defaults.max_pending_sentences})",
+    )
+
+    batching = p.add_argument_group("batching")
+    batching.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="sentences per encoder pass (default: the model's eval_batch_size)",
+    )
+    batching.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="server processes sharing the port, each with its own copy of the model and "
+        f"batcher (default: {defaults.workers}). On a CPU-only machine, --workers <cores> (then "
+        "1 torch thread each by default) gives the best throughput, at the memory of one model "
+        "per worker",
+    )
+    batching.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for the model, per worker (default: with one worker, one less "
+        "than torch's default, at least 1, leaving a core to HTTP and sentence splitting; with "
+        "--workers N, the usable CPUs divided by N, at least 1)",
+    )
+    batching.add_argument(
+        "--max-batch-sentences",
+        type=int,
+        default=defaults.max_batch_sentences,
+        help="sentences of concurrent requests per model run "
+        f"(default: {defaults.max_batch_sentences})",
+    )
+    batching.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=defaults.max_wait_ms,
+        help=f"longest wait for a model run to fill (default: {defaults.max_wait_ms})",
+    )
+
+    p.add_argument(
+        "--shutdown-timeout-s",
+        type=float,
+        default=defaults.shutdown_timeout_s,
+        help="on SIGTERM/SIGINT, how long requests in flight may still take "
+        f"(default: {defaults.shutdown_timeout_s})",
+    )
+    p.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="no log line per request",
+    )
+
+    ray = p.add_argument_group("Ray Serve (scale out over replicas, each holding a model)")
+    ray.add_argument(
+        "--ray", action="store_true", help="deploy on Ray Serve instead of one process"
+    )
+    ray.add_argument("--replicas", type=int, default=1, help="model replicas (default: 1)")
+    ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (default: 1)")
+    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (default: 0)")
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (default: start a local Ray instance)",
+    )
+
+
+DESCRIPTION = (
+    'Serve a model over HTTP: POST /extract with {"texts": [...]} or '
+    '{"sentences": [[token, ...], ...]}, GET /health, GET /info, docs at /docs. '
+    "Concurrent requests are batched by sentence. SIGTERM or Ctrl-C finishes the requests in "
+    "flight (in every worker), then exits."
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``serve`` subcommand on an ``add_subparsers()`` object."""
+    p = subparsers.add_parser("serve", help="serve a model over HTTP", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m spert.serve``: the same as ``spert serve``."""
+    parser = argparse.ArgumentParser(prog="spert serve", description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=cmd_serve)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        args.func(args)
+    except (DataError, ConfigError, FileNotFoundError) as e:
+        sys.exit(f"spert: error: {e}")
+    except Exception as e:
+        from spert.api import ModelError
+
+        if isinstance(e, ModelError):
+            sys.exit(f"spert: error: {e}")
+        raise

@@ -1,0 +1,197 @@
+"""``spert serve --workers N``: N server processes sharing one port.
+
+This is uvicorn's own multi-process mode: the parent binds the port and supervises N worker
+processes (spawned, not forked), and each worker builds its app with :func:`worker_app`, a
+uvicorn app factory: its own model, micro-batcher and torch threads. The kernel hands each new
+connection to one of the workers accepting on the shared socket. SIGTERM or SIGINT to the parent
+reaches every worker, which finishes its requests in flight before it exits; the parent then
+exits with status 0.
+
+The parent never imports torch (a few hundred MB that it would hold for nothing): the model is
+checked, before any worker starts, by loading it once in a short-lived process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import uvicorn
+
+from spert.config import ConfigError
+from spert.data import DataError
+from spert.serve.settings import ServeSettings
+
+logger = logging.getLogger("spert.serve")
+
+#: Environment variable by which the parent passes model, device and settings to its workers.
+WORKER_ENV = "SPERT_SERVE_WORKER"
+#: The app factory that uvicorn imports in each worker.
+WORKER_APP = "spert.serve.workers:worker_app"
+#: From this uvicorn on, a worker that fails to start (exit status 3) stops the parent instead of
+#: being restarted forever.
+MIN_UVICORN = (0, 50)
+
+
+def _exit(signum: int, frame: Any) -> None:
+    sys.exit(0)
+
+
+class _WorkerConfig(uvicorn.Config):
+    """uvicorn's Config, but a worker exits normally after its graceful shutdown.
+
+    Once the server has shut down, uvicorn raises the SIGTERM/SIGINT it handled again, for the
+    handler it found when the server started; in a fresh worker that is the default, which kills
+    the worker before its clean-up (exit status -15, and a "leaked semaphore" warning for
+    tqdm's lock). uvicorn calls ``configure_logging`` first thing in each worker, before the
+    server starts: install handlers there that exit normally.
+    """
+
+    def configure_logging(self) -> None:
+        super().configure_logging()
+        if multiprocessing.parent_process() is not None:  # in a worker, not in the parent
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, _exit)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def worker_threads(settings: ServeSettings) -> int:
+    """Torch threads of each worker: ``settings.threads``, or the usable CPUs shared out among
+    the workers, at least 1 (on 2 cores, ``--workers 2`` gives each worker 1 thread)."""
+    return settings.threads or max(1, usable_cpus() // settings.workers)
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one line: the message of an error about the input, else type and message."""
+    api = sys.modules.get("spert.api")  # no ModelError unless the API (and torch) is loaded
+    known = (DataError, ConfigError, FileNotFoundError, *([api.ModelError] if api else []))
+    if isinstance(error, known):
+        return str(error)
+    traceback.print_exception(error)  # a bug, not bad input: keep its traceback in the log
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0] if message else ''}"
+
+
+def _quiet_logging() -> None:
+    # A line per record with the process id, as the workers' logs interleave; no progress bars.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(message)s"
+    )
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _check_model(model_dir: str | None, device: str | None) -> str | None:
+    """Load the model once (run in a process of its own); why it cannot be loaded, or None."""
+    _quiet_logging()
+    try:
+        from spert.api import SpERT
+
+        SpERT.load(model_dir, device=device)
+    except Exception as e:
+        return _one_line(e)
+    return None
+
+
+def check_model(model_dir: str | None, device: str | None) -> None:
+    """Raise SystemExit with a one-line error if the model cannot be loaded on ``device``; the
+    load runs in a short-lived spawned process, so that this one need not import torch."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        error = pool.submit(_check_model, model_dir, device).result()
+    if error is not None:
+        raise SystemExit(f"spert: error: {error}")
+
+
+def worker_app() -> Any:
+    """The app of one worker process (a uvicorn app factory): loads the model named in
+    ``$SPERT_SERVE_WORKER``. A worker that cannot exits with uvicorn's startup-failure status,
+    which stops the parent."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    from spert.serve.cli import load_app
+
+    _quiet_logging()
+    spec = os.environ.get(WORKER_ENV)
+    if spec is None:
+        logger.error("spert: error: %s is started by `spert serve --workers N`", WORKER_APP)
+        sys.exit(STARTUP_FAILURE)
+    worker = json.loads(spec)
+    try:
+        return load_app(worker["model"], ServeSettings(**worker["settings"]), worker["device"])
+    except Exception as e:
+        logger.error("spert: error: worker could not start: %s", _one_line(e))
+        sys.exit(STARTUP_FAILURE)
+
+
+def serve_workers(model_dir: str | None, settings: ServeSettings, device: str | None) -> None:
+    """Serve the model in ``settings.workers`` processes until SIGINT/SIGTERM, which each worker
+    answers by finishing its requests in flight (up to ``settings.shutdown_timeout_s``)."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    version = tuple(int(x) for x in re.findall(r"\d+", uvicorn.__version__)[:2])
+    if version < MIN_UVICORN:
+        raise ConfigError(
+            f"--workers needs uvicorn >= {'.'.join(map(str, MIN_UVICORN))} (installed: "
+            f"{uvicorn.__version__}); upgrade it, or serve with one worker"
+        )
+    # A bad model directory fails here, as one line, before any worker starts.
+    check_model(model_dir, device)
+    settings = replace(settings, threads=worker_threads(settings))
+    worker = {"model": model_dir, "device": device, "settings": settings.to_dict()}
+    os.environ[WORKER_ENV] = json.dumps(worker)  # spawned workers inherit the environment
+    config = _WorkerConfig(
+        WORKER_APP,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        log_level="info",
+    )
+    try:
+        sock = config.bind_socket()
+    except SystemExit:  # uvicorn has logged why (the port is taken, ...)
+        raise SystemExit(1) from None
+    logger.info(
+        "model %s: %d worker processes, %d torch threads each",
+        model_dir or "(default)",
+        settings.workers,
+        settings.threads,
+    )
+    # uvicorn.run() would do the same, but returns normally when the workers failed to start;
+    # running its supervisor here gives the workers' exit statuses to check.
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+    failed = [p.pid for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
+    if failed:
+        raise SystemExit(
+            f"spert: error: worker process(es) {', '.join(map(str, failed))} failed to start "
+            "(their error is logged above)"
+        )

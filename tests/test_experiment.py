@@ -1,0 +1,315 @@
+"""``spert experiment``: a grid of runs, cached, with a markdown report and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATASETS
+
+import spert.training
+from spert import read_dataset, read_types
+from spert.config import ConfigError
+from spert.cv import summarize
+from spert.data import write_dataset
+from spert.evaluation import evaluate
+from spert.experiment import (
+    RESULT_FILE,
+    add_parser,
+    bucket_labels,
+    by_length,
+    load_grid,
+    plan,
+    run_experiment,
+)
+
+CONLL04 = DATASETS / "conll04"
+pytestmark = pytest.mark.skipif(not CONLL04.is_dir(), reason="../shared/datasets not present")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 training and 30 test sentences of CoNLL04 (test lengths spread over all buckets)."""
+    types = read_types(CONLL04 / "conll04_types.json")
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(root / "train.json", read_dataset(CONLL04 / "conll04_train.json", types)[:12])
+    write_dataset(root / "test.json", read_dataset(CONLL04 / "conll04_test.json", types)[:30])
+    (root / "types.json").write_text((CONLL04 / "conll04_types.json").read_text())
+    return root
+
+
+def write_grid(path: Path, data: Path, encoder: Path, body: str, seeds: str = "[1]") -> Path:
+    # A large learning rate: the tiny encoder's model then predicts (almost) nothing, where an
+    # untrained one predicts thousands of entities, which take long to score.
+    path.write_text(
+        f"""
+title = "Test grid"
+train = "{data / "train.json"}"
+test = "{data / "test.json"}"
+types = "{data / "types.json"}"
+seeds = {seeds}
+keep_models = false
+
+[options]
+encoder = "{encoder}"
+epochs = 1
+neg_entity_count = 30
+neg_relation_count = 10
+lr = 1e-3
+
+{body}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 5000
+
+
+def test_grid_trains_once_then_reads_from_cache(
+    data, bert_dir, tmp_path, monkeypatch, caplog
+) -> None:
+    grid = load_grid(
+        write_grid(
+            tmp_path / "context.toml",
+            data,
+            bert_dir,
+            '[grid]\nrelation_context = ["local", "none"]',
+        )
+    )
+    calls: list[str] = []
+    real_train = spert.training.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(Path(args[3]).parent.name)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(spert.training, "train", counting_train)
+    out = tmp_path / "out"
+    report = run_experiment(grid, out, progress=False)
+    assert calls == ["base", "relation_context=none"]
+    assert report["finished"] == report["runs"] == 2
+    for name in calls:
+        run_dir = out / "runs" / name / "seed_1"
+        result = json.loads((run_dir / RESULT_FILE).read_text())
+        assert result["config"]["relation_context"] == ("none" if "none" in name else "local")
+        assert not (run_dir / "final").exists()  # keep_models = false
+        # The figures are those of the kept predictions.
+        types = read_types(data / "types.json")
+        gold = read_dataset(data / "test.json", types)
+        predicted = read_dataset(run_dir / "predictions.json", types)
+        assert result["test"] == summarize(evaluate(gold, predicted, types))
+
+    md = (out / "results.md").read_text()
+    assert "| relation_context | seeds | entity micro F1 | relation strict micro F1 |" in md
+    assert "| local | 1 |" in md and "| none | 1 |" in md
+    assert "Relation strict micro F1 by test sentence length" in md
+    assert is_png(out / "sentence_length.png")
+    assert not (out / "neg_samples.png").exists() and not (out / "pretraining.png").exists()
+    assert json.loads((out / "results.json").read_text())["plots"] == ["sentence_length.png"]
+
+    # Again: nothing is trained, results are read back; the report is rewritten.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*.json")}
+    caplog.set_level(logging.INFO, logger="spert.experiment")
+    again = run_experiment(grid, out, progress=False)
+    assert calls == ["base", "relation_context=none"]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*.json")} == mtimes
+    assert again["settings"] == report["settings"]
+    assert json.loads((out / "results.json").read_text()) == report
+    assert "2 finished, 0 to train" in caplog.text
+
+    # Another grid sharing the runs: the base run is reused, only the new setting trains.
+    other = load_grid(
+        write_grid(tmp_path / "pool.toml", data, bert_dir, '[grid]\npooling = ["max", "mean"]')
+    )
+    other.runs_dir = out / "runs"
+    run_experiment(other, tmp_path / "out2", progress=False)
+    assert calls[2:] == ["pooling=mean"]
+
+    # A finished run made with other options is an error, never silently reused.
+    changed = load_grid(tmp_path / "context.toml")
+    changed.base = changed.base.replace(dropout=0.3)
+    with pytest.raises(ConfigError, match=r"finished run made differently \(differs in dropout"):
+        run_experiment(changed, out, progress=False)
+
+
+def fake_runs(grid, runs_dir: Path, data: Path) -> None:
+    """Finished runs without training: predictions that keep a share of the gold entities
+    and relations that grows with the negative sample count and the encoder's training."""
+    types = read_types(data / "types.json")
+    gold = read_dataset(data / "test.json", types)
+    share = {"pretrained": 1.0, "frozen": 0.6, "random": 0.3}
+    for run in plan(grid, runs_dir):
+        keep = share[run.config.encoder_init] * min(1.0, run.config.neg_entity_count / 50)
+        keep *= 1.0 if run.config.relation_context == "local" else 0.8
+        predicted = []
+        for i, s in enumerate(gold):
+            n = round(len(s.entities) * keep) if (i + run.seed) % 3 else len(s.entities)
+            kept = s.entities[:n]
+            relations = [r for r in s.relations if r.head < n and r.tail < n]
+            predicted.append(type(s)(s.tokens, kept, relations, s.orig_id))
+        run.directory.mkdir(parents=True)
+        write_dataset(run.directory / "predictions.json", predicted)
+        result = {
+            "name": run.name,
+            "seed": run.seed,
+            "config": run.config.to_dict(),
+            "data": {
+                "train": str(grid.train),
+                "dev": None,
+                "test": str(grid.test),
+                "types": str(grid.types),
+            },
+            "train_seconds": 60.0 + run.seed,
+            "best_epoch": None,
+            "test": summarize(evaluate(gold, predicted, types)),
+        }
+        (run.directory / RESULT_FILE).write_text(json.dumps(result))
+
+
+def test_report_and_plots_for_every_axis(data, bert_dir, tmp_path, monkeypatch) -> None:
+    def no_train(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(spert.training, "train", no_train)
+    body = """
+[grid]
+encoder_init = ["pretrained", "frozen", "random"]
+relation_context = ["local", "none"]
+
+[[runs]]
+neg_entity_count = 10
+neg_relation_count = 10
+
+[[runs]]
+neg_entity_count = 50
+neg_relation_count = 50
+"""
+    grid = load_grid(write_grid(tmp_path / "all.toml", data, bert_dir, body, seeds="[1, 2]"))
+    out = tmp_path / "out"
+    fake_runs(grid, out / "runs", data)
+    report = run_experiment(grid, out, progress=False)
+    assert report["runs"] == report["finished"] == 3 * 2 * 2 * 2
+    assert report["varied"] == [
+        "encoder_init",
+        "relation_context",
+        "neg_entity_count",
+        "neg_relation_count",
+    ]
+    for name in ("neg_samples.png", "sentence_length.png", "pretraining.png"):
+        assert is_png(out / name), name
+    md = (out / "results.md").read_text()
+    assert md.count("| 1 2 |") == 12  # one row per setting, both seeds
+    assert "1.0 min" in md  # mean train time of 61 s and 62 s
+    rows = {tuple(r["settings"].values()): r for r in report["settings"]}
+    assert rows["pretrained", "local", 50, 50]["entity_micro_f1"] == {"mean": 100.0, "std": 0.0}
+    # The mean over seeds of the per-run figures, with the sample standard deviation.
+    row = rows["frozen", "local", 50, 50]
+    values = [r["test"]["entity_micro_f1"] for r in report["per_run"] if r["name"] == row["name"]]
+    assert len(values) == 2 and values[0] != values[1]
+    assert row["entity_micro_f1"]["mean"] == pytest.approx(sum(values) / 2)
+    assert row["entity_micro_f1"]["std"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+    assert row["name"] == "encoder_init=frozen,neg_entity_count=50,neg_relation_count=50"
+
+
+def test_by_length_buckets_the_test_sentences(data) -> None:
+    types = read_types(data / "types.json")
+    gold = read_dataset(data / "test.json", types)
+    assert bucket_labels([15, 25, 35]) == ["<=15", "16-25", "26-35", ">35"]
+    result = by_length(gold, gold, types, [15, 25, 35])
+    lengths = [len(s.tokens) for s in gold]
+    assert [result[b]["sentences"] for b in result] == [
+        sum(n <= 15 for n in lengths),
+        sum(16 <= n <= 25 for n in lengths),
+        sum(26 <= n <= 35 for n in lengths),
+        sum(n > 35 for n in lengths),
+    ]
+    assert all(result[b]["sentences"] > 0 for b in result)
+    # Dropping the predictions of the long sentences only lowers the long buckets.
+    cut = [p if len(p.tokens) <= 25 else type(p)(p.tokens) for p in gold]
+    result = by_length(gold, cut, types, [15, 25, 35])
+    assert result["<=15"]["entity_micro_f1"] == result["16-25"]["entity_micro_f1"] == 100.0
+    assert result["26-35"]["entity_micro_f1"] == result[">35"]["entity_micro_f1"] == 0.0
+
+
+def test_dry_run_and_cli(data, bert_dir, tmp_path, capsys) -> None:
+    path = write_grid(
+        tmp_path / "g.toml",
+        data,
+        bert_dir,
+        '[grid]\nneg_relation_kind = ["strong", "weak"]',
+        seeds="[3, 4]",
+    )
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["experiment", str(path), "--out", str(tmp_path / "o"), "--dry-run"])
+    args.func(args)
+    printed = capsys.readouterr().out
+    assert "base seed 3: to train" in printed and "neg_relation_kind=weak seed 4" in printed
+    assert "0 of 4 runs finished" in printed
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("colour = 1", "unknown key(s) colour"),
+        ("[grid]\nneg_entity_count = []", "[grid] neg_entity_count must be a non-empty list"),
+        ("[grid]\nbatch = [1, 2]", "unknown option(s): batch"),
+        ('[grid]\npooling = ["max", "median"]', "pooling must be one of max, sum, mean"),
+        ("[grid]\nseed = [1, 2]", "set seeds with the top-level 'seeds' list"),
+        ('[[runs]]\nneg_entity_count = "ten"', "option neg_entity_count must be int"),
+    ],
+)
+def test_bad_grids_are_named_errors(data, bert_dir, tmp_path, body, needle) -> None:
+    path = write_grid(tmp_path / "bad.toml", data, bert_dir, "" if "colour" in body else body)
+    if "colour" in body:  # a top-level key must come before the tables
+        path.write_text(body + "\n" + path.read_text())
+    with pytest.raises(ConfigError) as err:
+        load_grid(path)
+    assert needle in str(err.value) and "bad.toml" in str(err.value), str(err.value)
+
+
+def test_missing_files_are_named(tmp_path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('test = "t.json"\ntypes = "ty.json"\n')
+    with pytest.raises(ConfigError, match="'train' .* is required"):
+        load_grid(path)
+    path.write_text('train = "t.json"\ntest = "t.json"\ntypes = "ty.json"\n')
+    with pytest.raises(ConfigError, match=r"g\.toml: 'train': no such file .*t\.json"):
+        load_grid(path)
+
+
+def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
+    grids = sorted((Path(__file__).parents[1] / "benchmarks" / "grids").glob("*.toml"))
+    assert {g.stem for g in grids} >= {
+        "neg_samples",
+        "neg_relation_kind",
+        "relation_context",
+        "pooling",
+        "encoder_init",
+    }
+    runs_dirs = set()
+    for path in grids:
+        grid = load_grid(path)
+        assert grid.test == (CONLL04 / "conll04_test.json").resolve()
+        assert grid.runs_dir is not None
+        runs_dirs.add(grid.runs_dir)
+        names = [run.name for run in plan(grid, grid.runs_dir)]
+        assert "base" in names and len(set(names)) == len(names) >= 2, path.name
+    assert len(runs_dirs) == 1
