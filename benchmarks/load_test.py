@@ -15,10 +15,9 @@ the server starts) and the ratio of the two. Writes ``benchmarks/results/load_te
 The model defaults to the one ``spert demo`` writes (``spert.api.default_model_dir()``).
 
 With ``--server-arg=--workers=N`` (N server processes; on a CPU-only machine, N = cores gives
-each worker 1 torch thread), the throughput, latency and errors cover all workers, but the
-server CPU time is that of the parent process only (the workers are its children) and the
-batching counters are not meaningful: each ``/info`` answer, before and after the load, comes
-from one worker, not necessarily the same.
+each worker 1 torch thread), the throughput, latency, errors and server CPU time (the parent
+and its worker processes) cover all workers, but the batching counters do not: each ``/info``
+answer, before and after the load, comes from one worker, not necessarily the same.
 """
 
 from __future__ import annotations
@@ -53,7 +52,8 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int | None = None) -> float | None:
-    """CPU time (user + system, all threads) of this process, or of process ``pid`` (Linux)."""
+    """CPU time (user + system, all threads) of this process, or of process ``pid`` and its
+    live child processes (the workers of ``spert serve --workers N``) (Linux)."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
@@ -61,7 +61,20 @@ def cpu_seconds(pid: int | None = None) -> float | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for child in _children(pid):
+        total += cpu_seconds(child) or 0.0
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
 
 
 def per_sentence_ms(seconds: float | None, sentences: int) -> float | None:

@@ -114,3 +114,23 @@ def test_cli_predict_with_onnx_runtime(tmp_path: Path, exported: Path) -> None:
             for s in json.loads(target.read_text())
         ]
     assert out["onnx"] == out["torch"]
+
+
+def test_cli_extract_with_onnx_runtime(tmp_path: Path, exported: Path) -> None:
+    import json
+
+    source = tmp_path / "in.txt"
+    source.write_text(" ".join(TEXTS[0]) + "\n")
+    target = tmp_path / "out.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spert", "extract", "--model", str(exported), "--quiet"]
+        + ["--input", str(source), "--out", str(target), "--runtime", "onnx"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    served = json.loads(target.read_text().splitlines()[0])
+    expected = SpERT.load(exported, device="cpu").extract(" ".join(TEXTS[0])).to_dict()
+    assert [
+        (e["type"], e["start"], e["end"]) for s in served["sentences"] for e in s["entities"]
+    ] == [(e["type"], e["start"], e["end"]) for s in expected["sentences"] for e in s["entities"]]

@@ -312,7 +312,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     with sigterm_as_interrupt():
         try:
             with open_input(args.input) as stream:
-                model = SpERT.load(args.model, device=args.device)
+                model = SpERT.load(args.model, device=args.device, runtime=args.runtime)
                 name = "stdin" if args.input == "-" else Path(args.input).name
                 with DocumentWriter(args.out, fmt, title=f"spert extract: {name}") as writer:
                     inputs = read_inputs(stream, input_format, args.input)
@@ -367,6 +367,13 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnx", "onnx-int8"],
+        default="torch",
+        help="run the encoder in PyTorch, or on the CPU in onnxruntime from the files "
+        "`spert export-onnx` writes (default: torch)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     ray = p.add_argument_group(
         "corpus scale (Ray Data)",

@@ -22,6 +22,7 @@ import signal
 import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any
 
@@ -118,8 +119,11 @@ def check_model(model_dir: str | None, device: str | None) -> None:
     """Raise SystemExit with a one-line error if the model cannot be loaded on ``device``; the
     load runs in a short-lived spawned process, so that this one need not import torch."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        error = pool.submit(_check_model, model_dir, device).result()
+    try:
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            error = pool.submit(_check_model, model_dir, device).result()
+    except BrokenProcessPool:  # killed (out of memory?) or crashed while loading the model
+        error = f"the process loading the model {model_dir or '(default)'} died"
     if error is not None:
         raise SystemExit(f"spert: error: {error}")
 
