@@ -88,6 +88,15 @@ def tiny_roberta_dir(root: Path, max_position: int = 66) -> Path:
     return path
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors: intra-op threads only add overhead (a lot of it on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def encoder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("encoders")

@@ -21,13 +21,7 @@ from spert.data import Entity, Relation, Sentence, Types
 from spert.encoding import SentenceEncoder, load_tokenizer
 from spert.training import make_optimizer, spert_loss, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def encode(bert_dir: Path, sentences: list[Sentence]):

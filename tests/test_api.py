@@ -11,14 +11,7 @@ from spert.api import ENCODER_DIR, FORMAT_VERSION, HEADS_FILE, META_FILE, ModelE
 from spert.config import SpertConfig
 from spert.data import DataError, Sentence, Types
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_spert(types: Types, config: SpertConfig) -> SpERT:

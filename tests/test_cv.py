@@ -9,7 +9,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import DATASETS
 
 import spert.training
@@ -30,15 +29,10 @@ from spert.data import DataError, Entity, Relation, RelationType, Sentence, Type
 from spert.evaluation import evaluate
 
 CONLL04 = DATASETS / "conll04"
-pytestmark = pytest.mark.skipif(not CONLL04.is_dir(), reason="../shared/datasets not present")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not CONLL04.is_dir(), reason="../shared/datasets not present"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from spert.modeling import RangePooler
 Decoded = list[tuple[list[Entity], list[Relation]]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_spert(types: Types, config: SpertConfig, none_bias: float | None = -100.0) -> SpERT:

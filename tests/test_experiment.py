@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import DATASETS
 
 import spert.training
@@ -28,16 +27,11 @@ from spert.experiment import (
 )
 
 CONLL04 = DATASETS / "conll04"
-pytestmark = pytest.mark.skipif(not CONLL04.is_dir(), reason="../shared/datasets not present")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not CONLL04.is_dir(), reason="../shared/datasets not present"),
+]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -81,12 +81,7 @@ if __name__ == "__main__":
 LIMITS = {"max_texts": 8, "max_chars": 2000, "max_body_bytes": 20_000}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(bert_dir: Path, **config: Any) -> SpERT:

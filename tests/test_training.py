@@ -14,14 +14,7 @@ from spert.api import SpERT
 from spert.candidates import Batch
 from spert.training import ADAM_BETAS, learning_rate_factor, spert_loss, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bias_correction(step: int) -> float:

@@ -41,6 +41,8 @@ FORMAT_VERSION = 1
 META_FILE = "spert.json"
 HEADS_FILE = "heads.safetensors"
 ENCODER_DIR = "encoder"
+#: Where the encoder runs: PyTorch, or onnxruntime on the CPU (see spert.onnx_runtime).
+RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 class ModelError(RuntimeError):
@@ -132,8 +134,8 @@ class SpERT:
 
         ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime on the CPU from
         the files ``spert export-onnx`` writes (see :mod:`spert.onnx_runtime`)."""
-        if runtime not in ("torch", "onnx", "onnx-int8"):
-            raise ModelError(f"unknown runtime {runtime!r}; choose torch, onnx or onnx-int8")
+        if runtime not in RUNTIMES:
+            raise ModelError(f"unknown runtime {runtime!r}; choose {', '.join(RUNTIMES)}")
         if runtime != "torch" and device is not None and torch.device(device).type != "cpu":
             raise ModelError(f"runtime {runtime} runs on the CPU only, not on {device}")
         if path is None:

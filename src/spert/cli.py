@@ -126,10 +126,11 @@ def _load_model(path: str, device: str | None, runtime: str = "torch") -> Any:
     return SpERT.load(path, device=device, runtime=runtime)
 
 
-def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
+def add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    """``--runtime`` for the commands that load a model to predict."""
     parser.add_argument(
         "--runtime",
-        choices=["torch", "onnx", "onnx-int8"],
+        choices=["torch", "onnx", "onnx-int8"],  # spert.api.RUNTIMES (not imported: slow)
         default="torch",
         help="run the encoder in PyTorch, or on the CPU in onnxruntime from the files "
         "`spert export-onnx` writes (default: torch)",
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device")
-    _add_runtime_option(p)
+    add_runtime_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -256,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file (.jsonl for JSON Lines)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device")
-    _add_runtime_option(p)
+    add_runtime_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="list every problem in dataset files")

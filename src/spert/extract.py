@@ -367,13 +367,9 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument(
-        "--runtime",
-        choices=["torch", "onnx", "onnx-int8"],
-        default="torch",
-        help="run the encoder in PyTorch, or on the CPU in onnxruntime from the files "
-        "`spert export-onnx` writes (default: torch)",
-    )
+    from spert.cli import add_runtime_option
+
+    add_runtime_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     ray = p.add_argument_group(
         "corpus scale (Ray Data)",

@@ -24,7 +24,6 @@ from spert.api import ModelError
 logger = logging.getLogger(__name__)
 
 ONNX_DIR = "onnx"
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 _FILES = {"onnx": "encoder.onnx", "onnx-int8": "encoder.int8.onnx"}
 
 
