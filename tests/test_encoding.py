@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from transformers import PreTrainedTokenizerBase
 
-from spert.encoding import EncodedSentence, SentenceEncoder, encoder_input_limit, load_tokenizer
+from spert.encoding import (
+    WORD_SHAPES,
+    EncodedSentence,
+    SentenceEncoder,
+    encoder_input_limit,
+    load_tokenizer,
+    word_shape,
+)
 
 SENTENCE = "John Wilkes Booth , who assassinated President Lincoln , was an actor .".split()
 # Words outside the tiny vocabularies' word list, split into several subwords.
@@ -354,3 +361,38 @@ def test_sentence_too_long_alone_gets_no_context(tokenizer_case):
     np.testing.assert_array_equal(with_context.position_offset, alone.position_offset)
     np.testing.assert_array_equal(with_context.word_starts, alone.word_starts)
     check_alignment(tokenizer, words, with_context, lower)
+
+
+@pytest.mark.parametrize(
+    ("word", "shape"),
+    [
+        ("the", "lower"),
+        ("John", "title"),
+        ("A", "title"),
+        ("IBM", "upper"),
+        ("U.S.", "upper"),
+        ("iPhone", "mixed"),
+        ("McDonald", "mixed"),
+        ("1984", "digit"),
+        ("F-16", "digit"),
+        (",", "other"),
+        ("--", "other"),
+        ("Zürich", "title"),
+    ],
+)
+def test_word_shape(word: str, shape: str):
+    assert WORD_SHAPES[word_shape(word)] == shape
+
+
+def test_encoded_sentences_carry_word_shapes(bert_dir):
+    encoder = SentenceEncoder(load_tokenizer(bert_dir), 64)
+    (encoded,) = encoder.encode([["Mary", "saw", "IBM", "."]], [(["Before"], ["After"])])
+    assert [WORD_SHAPES[s] for s in encoded.word_shapes] == ["title", "lower", "upper", "other"]
+
+
+def test_lowercase_option_overrides_the_tokenizer(bert_uncased_dir):
+    words = ["Mary", "saw", "IBM"]
+    auto = load_tokenizer(bert_uncased_dir).tokenize(words, is_split_into_words=True)
+    no = load_tokenizer(bert_uncased_dir, "no").tokenize(words, is_split_into_words=True)
+    assert auto != no
+    assert load_tokenizer(bert_uncased_dir, "yes").tokenize(words, is_split_into_words=True) == auto

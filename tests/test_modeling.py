@@ -258,3 +258,40 @@ def test_sum_and_mean_pooling_models_run(types, sentences, tiny_config, pooling)
     assert spert.model.entity_classifier.weight.grad is not None
     (prediction,) = spert.predict([["Mary", "works", "in", "Boston"]])
     assert all(0 <= e.start < e.end <= 4 for e in prediction.entities)
+
+
+def test_word_shapes_reach_span_representations(types, sentences, bert_uncased_dir):
+    """An uncased encoder sees "Boston" and "boston" alike; with word_shape_dim the spans that
+    start or end at that word differ, and every other span stays the same."""
+    config = SpertConfig(encoder=str(bert_uncased_dir), word_shape_dim=4)
+    spert = make_spert(types, config)
+    spert.model.eval()
+    words = sentences[0].tokens  # "Mary works for Acme Corp in Boston and ..."
+    lowered = [w.lower() if i == 6 else w for i, w in enumerate(words)]
+    spans = np.array([[5, 6], [6, 7], [5, 7], [6, 8], [0, 2], [3, 5]])
+
+    def representations(tokens: list[str]) -> torch.Tensor:
+        batch = collate(spert.encode([Sentence(tokens)]), [spans], spert.pad_token_id)
+        assert batch.word_shapes is not None
+        with torch.no_grad():
+            hidden = spert.model.encode(batch)
+            return spert.model.span_representations(RangePooler(hidden, "max"), batch)
+
+    cased, uncased = representations(words), representations(lowered)
+    hidden = spert.model.encoder.config.hidden_size
+    assert cased.shape == (len(spans), hidden + config.width_embedding_dim + 2 * 4)
+    torch.testing.assert_close(cased[:, :hidden], uncased[:, :hidden])  # encoder: no casing
+    changed = (cased != uncased).any(dim=1).tolist()
+    assert changed == [False, True, True, True, False, False]
+
+
+def test_word_shape_model_trains_and_predicts(types, sentences, tiny_config):
+    spert = make_spert(types, tiny_config.replace(word_shape_dim=8))
+    batch = training_batch(spert, sentences, types)
+    entity_logits, relation_logits = spert.model(batch)
+    spert_loss(entity_logits, relation_logits, batch).backward()
+    grad = spert.model.shape_embedding.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    spert.model.eval()
+    (prediction,) = spert.predict([["Mary", "works", "in", "Boston"]])
+    assert all(0 <= e.start < e.end <= 4 for e in prediction.entities)

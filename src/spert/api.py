@@ -108,7 +108,7 @@ class SpERT:
         ones (the encoder's architecture, trained from scratch; drawn from torch's RNG)."""
         path = resolve_encoder(config.encoder)
         try:
-            tokenizer = load_tokenizer(path)
+            tokenizer = load_tokenizer(path, config.lowercase)
             if config.encoder_init == "random":
                 encoder = AutoModel.from_config(AutoConfig.from_pretrained(path))
             else:
@@ -170,7 +170,7 @@ class SpERT:
         except (ConfigError, DataError, KeyError) as e:
             raise ModelError(f"{meta_path}: {e}") from None
         encoder_path = path / ENCODER_DIR
-        tokenizer = load_tokenizer(encoder_path)
+        tokenizer = load_tokenizer(encoder_path, config.lowercase)
         encoder = AutoModel.from_pretrained(encoder_path)
         model = SpertModel(encoder, len(types.entities), len(types.relations), config)
         missing, unexpected = model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)

@@ -156,6 +156,7 @@ class Batch:
     span_bounds: torch.Tensor  # (N, 2) subword [start, end) in the full sequence
     span_widths: torch.Tensor  # (N,) width in words
     span_words: torch.Tensor  # (N, 2) word [start, end)
+    word_shapes: torch.Tensor | None = None  # (B, max words) casing class per word, 0 pads
     entity_labels: torch.Tensor | None = None  # (N,)
     pairs: torch.Tensor | None = None  # (P, 2) indices into the N spans
     relation_labels: torch.Tensor | None = None  # (P, n_relation_types)
@@ -210,6 +211,12 @@ def collate(
         span_widths=torch.from_numpy(span_words[:, 1] - span_words[:, 0]),
         span_words=torch.from_numpy(span_words),
     )
+    if all(e.word_shapes is not None for e in encoded):
+        n_words = max(1, max(len(e.word_starts) for e in encoded))
+        shapes = np.zeros((len(encoded), n_words), dtype=np.int64)
+        for b, e in enumerate(encoded):
+            shapes[b, : len(e.word_starts)] = e.word_shapes
+        batch.word_shapes = torch.from_numpy(shapes)
     if samples is not None:
         offsets = np.cumsum([0] + [len(s) for s in spans[:-1]])
         batch.entity_labels = torch.from_numpy(np.concatenate([s.entity_labels for s in samples]))

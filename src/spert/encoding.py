@@ -32,13 +32,16 @@ def resolve_encoder(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str | Path, lowercase: str = "auto") -> PreTrainedTokenizerBase:
+    """The encoder's fast tokenizer; ``lowercase`` "yes" / "no" overrides its casing (BERT
+    style tokenizers), "auto" keeps it."""
     path = resolve_encoder(str(name_or_path))
+    options = {} if lowercase == "auto" else {"do_lower_case": lowercase == "yes"}
     try:
         # Byte-level BPE tokenizers (RoBERTa) need a prefix space to read words as words.
-        tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True, **options)
     except (TypeError, ValueError):
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, **options)
     if not tokenizer.is_fast:
         raise ValueError(f"{name_or_path}: a fast (Rust) tokenizer is needed for word alignment")
     return tokenizer
@@ -57,6 +60,7 @@ class EncodedSentence:
     position_offset: np.ndarray  # (seq_len,) its position inside that window
     word_starts: np.ndarray  # (n_words,) first subword of each word in the full sequence
     word_ends: np.ndarray  # (n_words,) one past its last; == start for a word with no subwords
+    word_shapes: np.ndarray | None = None  # (n_words,) casing class of each word (word_shape)
 
     @property
     def seq_len(self) -> int:
@@ -98,10 +102,13 @@ class SentenceEncoder:
             truncation=False,
             verbose=False,
         )
-        return [
+        encoded = [
             self._align(batch["input_ids"][i], batch.word_ids(i), len(words), len(left), len(right))
             for i, (words, (left, right)) in enumerate(zip(sentences, contexts))
         ]
+        for e, words in zip(encoded, sentences):
+            e.word_shapes = word_shapes(words)
+        return encoded
 
     def _align(
         self,
@@ -198,6 +205,32 @@ class SentenceEncoder:
             word_starts,
             word_ends,
         )
+
+
+#: Casing classes of words; 0 pads. Uncased encoders (the bundled one) never see casing, which
+#: marks names in English, so the span heads can take it from here (``word_shape_dim``).
+WORD_SHAPES = ("pad", "lower", "title", "upper", "mixed", "digit", "other")
+
+
+def word_shape(word: str) -> int:
+    """The WORD_SHAPES class of one word: lower ``the``, title ``John`` / ``A``, upper ``IBM``,
+    mixed ``iPhone``, digit ``1984`` / ``F-16``, other ``,`` (no letter or digit)."""
+    if any(c.isdigit() for c in word):
+        return 5
+    if not any(c.isalpha() for c in word):
+        return 6
+    if word.islower():
+        return 1
+    if word.isupper():
+        return 3 if sum(c.isalpha() for c in word) > 1 else 2
+    if word[:1].isupper() and word[1:].islower():
+        return 2
+    return 4
+
+
+def word_shapes(words: Sequence[str]) -> np.ndarray:
+    """(n_words,) WORD_SHAPES class of each word."""
+    return np.fromiter((word_shape(w) for w in words), dtype=np.int64, count=len(words))
 
 
 def _leading_specials(word_of: np.ndarray) -> int:

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 
 from spert.candidates import Batch
 from spert.config import SpertConfig
+from spert.encoding import WORD_SHAPES
 
 
 class RangePooler:
@@ -95,7 +96,11 @@ class SpertModel(nn.Module):
         self.config = config
         self.encoder = encoder
         self.width_embedding = nn.Embedding(config.num_width_embeddings, width)
-        # entity: [span pool; width; sentence]   relation: [entity 1; context; entity 2]
+        self.shape_embedding: nn.Embedding | None = None
+        if config.word_shape_dim > 0:
+            self.shape_embedding = nn.Embedding(len(WORD_SHAPES), config.word_shape_dim)
+            width += 2 * config.word_shape_dim  # first and last word's casing
+        # entity: [span pool; width (; shapes); sentence]   relation: [entity 1; context; entity 2]
         self.entity_classifier = nn.Linear(2 * hidden + width, num_entity_types + 1)
         self.relation_classifier = nn.Linear(3 * hidden + 2 * width, num_relation_types)
         self.dropout = nn.Dropout(config.dropout)
@@ -108,10 +113,18 @@ class SpertModel(nn.Module):
         return windows.reshape(-1, windows.shape[-1])[batch.token_index]  # (B, T, H)
 
     def span_representations(self, pooler: RangePooler, batch: Batch) -> torch.Tensor:
-        """entity(s) = [pool of its subwords; width embedding]: (N, H + width)."""
+        """entity(s) = [pool of its subwords; width embedding (; first and last word's casing)]:
+        (N, H + width (+ 2 * word_shape_dim))."""
         pooled = pooler(batch.span_batch, batch.span_bounds[:, 0], batch.span_bounds[:, 1])
         widths = batch.span_widths.clamp(max=self.width_embedding.num_embeddings - 1)
-        return torch.cat([pooled, self.width_embedding(widths)], dim=-1)
+        parts = [pooled, self.width_embedding(widths)]
+        if self.shape_embedding is not None:
+            if batch.word_shapes is None:
+                raise ValueError("word_shape_dim > 0 needs word_shapes in the batch")
+            first = batch.word_shapes[batch.span_batch, batch.span_words[:, 0]]  # (N,)
+            last = batch.word_shapes[batch.span_batch, batch.span_words[:, 1] - 1]  # (N,)
+            parts += [self.shape_embedding(first), self.shape_embedding(last)]
+        return torch.cat(parts, dim=-1)
 
     def entity_logits(
         self, spans: torch.Tensor, sentence: torch.Tensor, span_batch: torch.Tensor
