@@ -161,6 +161,48 @@ class ServerProcess:
         return self.process.returncode
 
 
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client for ``POST`` with a JSON body, in the spirit of
+    ``wrk``: it costs the shared CPUs a fraction of what a full client library does, so the
+    load generator takes less from the server it measures. Any answer it does not understand
+    (no Content-Length, a closed connection) raises :class:`ConnectionError`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            self.writer.write(head.encode("ascii") + body)
+            header = await self.reader.readuntil(b"\r\n\r\n")
+            lines = header.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            pairs = (line.partition(":") for line in lines[1:])
+            fields = {k.strip().lower(): v.strip() for k, _, v in pairs}
+            if "content-length" not in fields:
+                raise ConnectionError(f"answer without Content-Length: {lines[0]}")
+            content = await self.reader.readexactly(int(fields["content-length"]))
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError) as e:
+            await self.close()
+            raise ConnectionError(f"{type(e).__name__}: {e}") from None
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status, content
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 async def run_load(
     url: str,
     texts: list[str],
@@ -168,18 +210,29 @@ async def run_load(
     duration: float,
     max_requests: int,
     texts_per_request: int,
+    client_kind: str = "raw",
 ) -> dict[str, Any]:
-    """``clients`` concurrent clients, each sending one request after the other."""
+    """``clients`` concurrent clients, each sending one request after the other on its own
+    keep-alive connection; ``client_kind`` "raw" (:class:`RawConnection`) or "httpx"."""
     import httpx
 
     latencies: list[float] = []
     errors: list[str] = []
     state = {"issued": 0, "ok": 0, "sentences": 0}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     started = time.perf_counter()
     end = started + duration
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    http = httpx.AsyncClient(limits=limits, timeout=120) if client_kind == "httpx" else None
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def post(connection: RawConnection, body: dict[str, Any]) -> tuple[int, bytes]:
+        if http is not None:
+            r = await http.post(url + "/extract", json=body)
+            return r.status_code, r.content
+        return await connection.post("/extract", json.dumps(body).encode("utf-8"))
+
+    async def client() -> None:
+        connection = RawConnection(host, int(port))
         while time.perf_counter() < end and state["issued"] < max_requests:
             k = state["issued"]
             state["issued"] += 1
@@ -187,20 +240,21 @@ async def run_load(
             body = {"texts": [texts[(first + j) % len(texts)] for j in range(texts_per_request)]}
             t0 = time.perf_counter()
             try:
-                r = await http.post(url + "/extract", json=body)
-            except httpx.HTTPError as e:
+                status, content = await post(connection, body)
+            except (httpx.HTTPError, ConnectionError) as e:
                 errors.append(f"{type(e).__name__}: {e}")
                 continue
-            if r.status_code != 200:
-                errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+            if status != 200:
+                errors.append(f"HTTP {status}: {content[:200]!r}")
                 continue
-            documents = r.json()["documents"]
+            documents = json.loads(content)["documents"]
             latencies.append(time.perf_counter() - t0)
             if len(documents) != texts_per_request:
                 errors.append(f"{len(documents)} documents for {texts_per_request} texts")
                 continue
             state["ok"] += 1
             state["sentences"] += sum(len(d["sentences"]) for d in documents)
+        await connection.close()
 
     async def progress() -> None:
         while True:
@@ -212,14 +266,18 @@ async def run_load(
                 flush=True,
             )
 
-    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
-        reporter = asyncio.create_task(progress())
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+    reporter = asyncio.create_task(progress())
+    try:
+        await asyncio.gather(*(client() for _ in range(clients)))
+    finally:
         reporter.cancel()
+        if http is not None:
+            await http.aclose()
     elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000 if latencies else np.zeros(1)
     return {
         "clients": clients,
+        "client": client_kind,
         "duration_s": duration,
         "max_requests": max_requests,
         "texts_per_request": texts_per_request,
@@ -269,7 +327,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| clients | {load['clients']} |",
+        f"| clients | {load['clients']} ({load.get('client', 'httpx')} HTTP client) |",
         f"| duration (s) | {load['elapsed_s']:.1f} |",
         f"| requests | {load['requests']} |",
         f"| errors | {load['errors']} |",
@@ -320,6 +378,12 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="environment variable for the server process (repeatable)",
     )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="load generator: a minimal keep-alive HTTP/1.1 client (raw, the default) or httpx",
+    )
     parser.add_argument("--note", default="", help="a line to add to the report")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load_test"))
     args = parser.parse_args()
@@ -351,7 +415,9 @@ def main() -> None:
         try:
             server.wait_ready(300)
             # Warm-up, not measured.
-            asyncio.run(run_load(server.url, texts, args.clients, args.warmup, len(texts), 1))
+            asyncio.run(
+                run_load(server.url, texts, args.clients, args.warmup, len(texts), 1, args.client)
+            )
             before = server_batching(server.url)
             server_cpu, client_cpu = cpu_seconds(server.process.pid), cpu_seconds()
             print(f"server ready on {server.url}; {args.clients} clients", flush=True)
@@ -363,6 +429,7 @@ def main() -> None:
                     args.duration,
                     args.max_requests,
                     args.texts_per_request,
+                    args.client,
                 )
             )
             after = server_batching(server.url)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -474,6 +475,32 @@ def test_workers_share_the_port_without_mixups(workers_server: Server, model: Sp
         assert info["pid"] == worker_pid(r) and info["pid"] in seen
         # The default: the usable CPUs shared out among the workers.
         assert info["torch_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
+def test_a_burst_of_connections_spreads_over_the_workers(workers_server: Server) -> None:
+    """32 connections opened at once (as a load balancer or a pool of clients does) are spread
+    over both workers, each getting at least 6; one shared socket would hand the whole
+    burst to whichever worker wakes first."""
+    host, port = workers_server.url.removeprefix("http://").rsplit(":", 1)
+    request = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    connections = [socket.create_connection((host, int(port)), timeout=30) for _ in range(32)]
+    try:
+        for sock in connections:
+            sock.sendall(request)
+        workers = []
+        for sock in connections:
+            with sock.makefile("rb") as answer:
+                headers = {}
+                for line in iter(answer.readline, b"\r\n"):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+            workers.append(headers[WORKER_HEADER])
+    finally:
+        for sock in connections:
+            sock.close()
+    counts = sorted(Counter(workers).values())
+    assert len(counts) == 2 and counts[0] >= 6, f"connections per worker: {Counter(workers)}"
 
 
 def test_workers_graceful_shutdown(workers_server: Server) -> None:

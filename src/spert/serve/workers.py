@@ -2,8 +2,11 @@
 
 This is uvicorn's own multi-process mode: the parent binds the port and supervises N worker
 processes (spawned, not forked), and each worker builds its app with :func:`worker_app`, a
-uvicorn app factory: its own model, micro-batcher and torch threads. The kernel hands each new
-connection to one of the workers accepting on the shared socket. SIGTERM or SIGINT to the parent
+uvicorn app factory: its own model, micro-batcher and torch threads. Where the system has
+SO_REUSEPORT (Linux, BSD, macOS), each worker listens on a socket of its own on the port and the
+kernel spreads new connections evenly over them; on one shared socket, a burst of connections
+all goes to whichever worker wakes first (asyncio accepts up to 100 at a time), leaving the
+others idle. SIGTERM or SIGINT to the parent
 reaches every worker, which finishes its requests in flight before it exits; the parent then
 exits with status 0.
 
@@ -19,6 +22,7 @@ import multiprocessing
 import os
 import re
 import signal
+import socket
 import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor
@@ -62,6 +66,44 @@ class _WorkerConfig(uvicorn.Config):
         if multiprocessing.parent_process() is not None:  # in a worker, not in the parent
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, _exit)
+
+
+class ReusePortSocket(socket.socket):
+    """The parent's socket: bound with SO_REUSEPORT, never listening (so no connection waits on
+    it), it holds the port. Handed to a spawned worker, it arrives as a new socket of the worker's
+    own on the same address (:func:`reuse_port_socket`), which the worker listens on."""
+
+    def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
+        return (reuse_port_socket, (self.family, self.getsockname()[:2]))
+
+
+def reuse_port_socket(family: int, address: tuple[str, int]) -> socket.socket:
+    """A socket bound to ``address`` with SO_REUSEADDR and SO_REUSEPORT."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
+
+
+def bind_workers_socket(config: uvicorn.Config) -> socket.socket:
+    """The socket the supervisor hands to its workers: a :class:`ReusePortSocket` where the
+    system has SO_REUSEPORT, else uvicorn's one shared socket."""
+    if not hasattr(socket, "SO_REUSEPORT") or config.uds or config.fd is not None:
+        return config.bind_socket()
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = ReusePortSocket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((config.host, config.port))
+    except OSError as e:
+        sock.close()
+        logger.error("cannot bind %s:%d: %s", config.host, config.port, e.strerror or e)
+        raise SystemExit(1) from None
+    host, port = sock.getsockname()[:2]
+    logger.info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)", host, port)
+    return sock
 
 
 def usable_cpus() -> int:
@@ -177,7 +219,7 @@ def serve_workers(model_dir: str | None, settings: ServeSettings, device: str | 
         log_level="info",
     )
     try:
-        sock = config.bind_socket()
+        sock = bind_workers_socket(config)
     except SystemExit:  # uvicorn has logged why (the port is taken, ...)
         raise SystemExit(1) from None
     logger.info(
