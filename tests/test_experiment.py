@@ -290,9 +290,9 @@ def test_missing_files_are_named(tmp_path) -> None:
 
 
 def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
-    # The SciERC grids read converted documents (runs/scierc_doc, made as scierc.toml says).
+    # The SciERC grids read converted documents and mpnet.toml a downloaded encoder (runs/).
     grids = sorted((Path(__file__).parents[1] / "benchmarks" / "grids").glob("*.toml"))
-    grids = [g for g in grids if not g.stem.startswith("scierc")]
+    grids = [g for g in grids if not g.stem.startswith(("scierc", "mpnet"))]
     assert {g.stem for g in grids} >= {
         "neg_samples",
         "neg_relation_kind",
@@ -313,3 +313,19 @@ def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
         assert "base" in names and len(set(names)) >= 2, path.name
         assert len({(run.name, run.seed) for run in runs}) == len(runs), path.name
     assert len(runs_dirs) == 1
+
+
+def test_encoder_folders_are_relative_to_the_grid_file(data, tmp_path) -> None:
+    grid_dir = tmp_path / "grids"
+    grid_dir.mkdir()
+    axis = '[grid]\nencoder = ["../encoders/big", "bert-base-cased"]\n'
+    grid = load_grid(write_grid(grid_dir / "a.toml", data, Path("../encoders/base"), axis))
+    assert grid.base.encoder == str(tmp_path / "encoders" / "base")
+    encoders = {run.config.encoder for run in plan(grid, tmp_path / "runs")}
+    assert encoders == {str(tmp_path / "encoders" / "big"), "bert-base-cased"}
+    variant = '[[runs]]\nencoder = "./local"\n'
+    grid = load_grid(write_grid(grid_dir / "b.toml", data, Path("/abs/encoder"), variant))
+    assert grid.base.encoder == "/abs/encoder"
+    assert {run.config.encoder for run in plan(grid, tmp_path / "runs")} == {
+        str(grid_dir / "local")
+    }

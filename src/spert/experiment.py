@@ -1,6 +1,7 @@
 """Grids of training runs with a report (``spert experiment GRID.toml``): the paper's ablations.
 
-A grid file (TOML; relative paths are relative to the grid file)::
+A grid file (TOML; relative paths are relative to the grid file, and so is an ``encoder`` folder
+written as ``./`` or ``../`` path)::
 
     title = "Negative samples"                   # heading of the report
     train = "data/conll04_train_dev.json"        # training set
@@ -132,6 +133,15 @@ class Run:
         return (self.directory / RESULT_FILE).is_file()
 
 
+def _local_encoder(options: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Options with an ``encoder`` folder given as ``./`` or ``../`` path made relative to the
+    grid file, like its other paths; encoder names (``bert-base-cased``) stay as they are."""
+    encoder = options.get("encoder")
+    if isinstance(encoder, str) and encoder.startswith(("./", "../")):
+        return {**options, "encoder": str((root / encoder).resolve())}
+    return options
+
+
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file; every run's configuration is validated here."""
     path = Path(path)
@@ -165,6 +175,7 @@ def load_grid(path: str | Path) -> Grid:
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: [options] must be a table of SpertConfig options")
+    options = _local_encoder(options, root)
     base = SpertConfig.from_dict({**values, **options}, f"{where} [options]")
 
     axes = raw.get("grid", {})
@@ -173,9 +184,12 @@ def load_grid(path: str | Path) -> Grid:
     for key, vals in axes.items():
         if not isinstance(vals, list) or not vals:
             raise ConfigError(f"{where}: [grid] {key} must be a non-empty list of values")
+    if "encoder" in axes:
+        axes["encoder"] = [_local_encoder({"encoder": v}, root)["encoder"] for v in axes["encoder"]]
     variants = raw.get("runs", [])
     if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
         raise ConfigError(f"{where}: [[runs]] must be tables of options")
+    variants = [_local_encoder(v, root) for v in variants]
     for key in list(axes) + [k for v in variants for k in v]:
         if key == "seed":
             raise ConfigError(f"{where}: set seeds with the top-level 'seeds' list, not as option")
