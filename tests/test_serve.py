@@ -482,6 +482,12 @@ def test_a_burst_of_connections_spreads_over_the_workers(workers_server: Server)
     """32 connections opened at once (as a load balancer or a pool of clients does) are spread
     over both workers, each getting at least 6; one shared socket would hand the whole
     burst to whichever worker wakes first."""
+    # Both workers listening first (a worker still loading its model takes no connection).
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(seen) < 2:
+        assert time.monotonic() < deadline, f"only worker(s) {seen} answer"
+        seen.add(worker_pid(httpx.get(workers_server.url + "/health", timeout=30)))
     host, port = workers_server.url.removeprefix("http://").rsplit(":", 1)
     request = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
     connections = [socket.create_connection((host, int(port)), timeout=30) for _ in range(32)]
