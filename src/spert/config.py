@@ -208,6 +208,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
 
+_FAST: dict[str, Any] = {
+    "train_batch_size": 8,
+    "length_bucketing": True,
+    "lr": 1e-4,
+    "epochs": 10,
+    "eval_every_epoch": False,
+}
+
 #: Named presets: changes to the paper's defaults (``spert train --preset NAME``).
 PRESETS: dict[str, dict[str, Any]] = {
     # The SpERT paper's recipe: the defaults above.
@@ -225,24 +233,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Fast CPU training: length-bucketed batches of 8 (a third of the paper recipe's time per
     # epoch on 2 cores), fewer epochs and optimizer steps, so a larger learning rate; no
     # per-epoch dev evaluation. Measured on CoNLL04: benchmarks/results/accuracy_conll04_fast.md.
-    "fast": {
-        "train_batch_size": 8,
-        "length_bucketing": True,
-        "lr": 1e-4,
-        "epochs": 10,
-        "eval_every_epoch": False,
-    },
+    "fast": _FAST,
     # Beyond the paper, for small uncased encoders such as the bundled one: the fast recipe plus
     # word casing features in the span representation (an uncased encoder cannot see that
     # "Boston" is capitalized). Measured on CoNLL04: benchmarks/results/ablations/small_encoder.
-    "small-encoder": {
-        "train_batch_size": 8,
-        "length_bucketing": True,
-        "lr": 1e-4,
-        "epochs": 10,
-        "eval_every_epoch": False,
-        "word_shape_dim": 16,
-    },
+    "small-encoder": {**_FAST, "word_shape_dim": 16},
 }
 
 

@@ -133,13 +133,18 @@ class Run:
         return (self.directory / RESULT_FILE).is_file()
 
 
-def _local_encoder(options: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Options with an ``encoder`` folder given as ``./`` or ``../`` path made relative to the
-    grid file, like its other paths; encoder names (``bert-base-cased``) stay as they are."""
-    encoder = options.get("encoder")
+def _local_encoder(encoder: Any, root: Path) -> Any:
+    """An ``encoder`` folder given as ``./`` or ``../`` path, made relative to the grid file like
+    its other paths; encoder names (``bert-base-cased``) stay as they are."""
     if isinstance(encoder, str) and encoder.startswith(("./", "../")):
-        return {**options, "encoder": str((root / encoder).resolve())}
-    return options
+        return str((root / encoder).resolve())
+    return encoder
+
+
+def _local_encoder_option(options: dict[str, Any], root: Path) -> dict[str, Any]:
+    if "encoder" not in options:
+        return options
+    return {**options, "encoder": _local_encoder(options["encoder"], root)}
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -175,7 +180,7 @@ def load_grid(path: str | Path) -> Grid:
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise ConfigError(f"{where}: [options] must be a table of SpertConfig options")
-    options = _local_encoder(options, root)
+    options = _local_encoder_option(options, root)
     base = SpertConfig.from_dict({**values, **options}, f"{where} [options]")
 
     axes = raw.get("grid", {})
@@ -185,11 +190,11 @@ def load_grid(path: str | Path) -> Grid:
         if not isinstance(vals, list) or not vals:
             raise ConfigError(f"{where}: [grid] {key} must be a non-empty list of values")
     if "encoder" in axes:
-        axes["encoder"] = [_local_encoder({"encoder": v}, root)["encoder"] for v in axes["encoder"]]
+        axes["encoder"] = [_local_encoder(v, root) for v in axes["encoder"]]
     variants = raw.get("runs", [])
     if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
         raise ConfigError(f"{where}: [[runs]] must be tables of options")
-    variants = [_local_encoder(v, root) for v in variants]
+    variants = [_local_encoder_option(v, root) for v in variants]
     for key in list(axes) + [k for v in variants for k in v]:
         if key == "seed":
             raise ConfigError(f"{where}: set seeds with the top-level 'seeds' list, not as option")

@@ -77,12 +77,18 @@ class ReusePortSocket(socket.socket):
         return (reuse_port_socket, (self.family, self.getsockname()[:2]))
 
 
-def reuse_port_socket(family: int, address: tuple[str, int]) -> socket.socket:
-    """A socket bound to ``address`` with SO_REUSEADDR and SO_REUSEPORT."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
+def reuse_port_socket(
+    family: int, address: tuple[str, int], kind: type[socket.socket] = socket.socket
+) -> socket.socket:
+    """A ``kind`` socket bound to ``address`` with SO_REUSEADDR and SO_REUSEPORT."""
+    sock = kind(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -92,13 +98,9 @@ def bind_workers_socket(config: uvicorn.Config) -> socket.socket:
     if not hasattr(socket, "SO_REUSEPORT") or config.uds or config.fd is not None:
         return config.bind_socket()
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = ReusePortSocket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((config.host, config.port))
+        sock = reuse_port_socket(family, (config.host, config.port), ReusePortSocket)
     except OSError as e:
-        sock.close()
         logger.error("cannot bind %s:%d: %s", config.host, config.port, e.strerror or e)
         raise SystemExit(1) from None
     host, port = sock.getsockname()[:2]
