@@ -323,9 +323,24 @@ def test_encoder_folders_are_relative_to_the_grid_file(data, tmp_path) -> None:
     assert grid.base.encoder == str(tmp_path / "encoders" / "base")
     encoders = {run.config.encoder for run in plan(grid, tmp_path / "runs")}
     assert encoders == {str(tmp_path / "encoders" / "big"), "bert-base-cased"}
+    # Run names (cache folders, report rows) name a local encoder by its folder, not its path.
+    names = {run.name for run in plan(grid, tmp_path / "runs")}
+    assert names == {"encoder=big", "encoder=bert-base-cased"}
     variant = '[[runs]]\nencoder = "./local"\n'
     grid = load_grid(write_grid(grid_dir / "b.toml", data, Path("/abs/encoder"), variant))
     assert grid.base.encoder == "/abs/encoder"
     assert {run.config.encoder for run in plan(grid, tmp_path / "runs")} == {
         str(grid_dir / "local")
     }
+
+
+def test_report_names_local_encoders_by_folder(data, bert_dir, tmp_path) -> None:
+    body = f'[grid]\nencoder = ["{bert_dir}", "./encoders/big"]\n'
+    grid = load_grid(write_grid(tmp_path / "size.toml", data, bert_dir, body))
+    out = tmp_path / "out"
+    fake_runs(grid, out / "runs", data)
+    report = run_experiment(grid, out, progress=False)
+    assert [r["name"] for r in report["settings"]] == ["base", "encoder=big"]
+    md = (out / "results.md").read_text()
+    assert f"| {bert_dir.name} | 1 |" in md and "| big | 1 |" in md
+    assert str(tmp_path) not in md  # the report does not depend on where the files lie

@@ -12,7 +12,8 @@ import torch
 
 from spert.api import SpERT
 from spert.candidates import Batch
-from spert.training import ADAM_BETAS, learning_rate_factor, spert_loss, train
+from spert.config import ConfigError, SpertConfig
+from spert.training import ADAM_BETAS, learning_rate_factor, make_optimizer, spert_loss, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -174,3 +175,59 @@ def test_bf16_is_ignored_on_the_cpu_with_a_warning(types, sentences, tiny_config
     first, second = plain.model.model.state_dict(), bf16.model.model.state_dict()
     for name, value in first.items():
         assert torch.equal(value, second[name]), name
+
+
+def test_head_lr_must_not_be_negative():
+    with pytest.raises(ConfigError, match="head_lr must not be negative"):
+        SpertConfig(head_lr=-1e-3)
+
+
+def test_head_lr_gives_the_heads_their_own_groups(types, tiny_config):
+    model = SpERT.create(types, tiny_config.replace(word_shape_dim=4), device="cpu").model
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def group_names(config):
+        return [
+            (g["lr"], g["weight_decay"], sorted(names[id(p)] for p in g["params"]))
+            for g in make_optimizer(model, config).param_groups
+        ]
+
+    # The paper's: one learning rate; biases and layer norms without weight decay.
+    paper = group_names(tiny_config)
+    assert [(lr, wd) for lr, wd, _ in paper] == [(5e-5, 0.01), (5e-5, 0.0)]
+    assert "entity_classifier.bias" in paper[1][2] and "entity_classifier.weight" in paper[0][2]
+    split = group_names(tiny_config.replace(head_lr=1e-3))
+    assert [(lr, wd) for lr, wd, _ in split] == [
+        (5e-5, 0.01),
+        (5e-5, 0.0),
+        (1e-3, 0.01),
+        (1e-3, 0.0),
+    ]
+    assert all(n.startswith("encoder.") for _, _, group in split[:2] for n in group)
+    assert sorted(split[2][2]) == [
+        "entity_classifier.weight",
+        "relation_classifier.weight",
+        "shape_embedding.weight",
+        "width_embedding.weight",
+    ]
+    assert split[3][2] == ["entity_classifier.bias", "relation_classifier.bias"]
+    assert sum(len(g) for _, _, g in split) == sum(len(g) for _, _, g in paper)
+
+
+def test_head_lr_trains_the_heads_alone_when_lr_is_zero(types, sentences, tiny_config, tmp_path):
+    config = tiny_config.replace(lr=0.0, max_span_size=4, keep_checkpoints=0)
+    # Same seed, so the same initial heads: with lr = head_lr = 0 nothing moves.
+    still = train(config, sentences, types, tmp_path / "a", device="cpu", progress=False)
+    heads_only = train(
+        config.replace(head_lr=1e-3), sentences, types, tmp_path / "b", device="cpu", progress=False
+    )
+    pretrained = SpERT.create(types, config, device="cpu").model.state_dict()
+    first, second = still.model.model.state_dict(), heads_only.model.model.state_dict()
+    encoder = [n for n in first if n.startswith("encoder.")]
+    heads = [n for n in first if not n.startswith("encoder.")]
+    assert encoder and heads
+    for name in encoder:
+        assert torch.equal(first[name], pretrained[name]), name
+        assert torch.equal(second[name], pretrained[name]), name
+    for name in heads:
+        assert not torch.equal(first[name], second[name]), name

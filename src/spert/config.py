@@ -88,6 +88,10 @@ class SpertConfig:
     paper's recipe draws batches at random."""
     eval_batch_size: int = 8
     lr: float = 5e-5
+    head_lr: float = 0.0
+    """Beyond the paper: learning rate of the span and relation classifiers and embeddings
+    (the encoder keeps lr); 0 = lr (the paper's). Encoders whose outputs are small (e.g.
+    all-mpnet-base-v2, standard deviation about 0.1) leave the heads learning too slowly at lr."""
     lr_warmup: float = 0.1
     """Fraction of the training steps with linear warm-up; linear decay after."""
     weight_decay: float = 0.01
@@ -140,6 +144,8 @@ class SpertConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.head_lr < 0:
+            raise ConfigError("head_lr must not be negative")
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

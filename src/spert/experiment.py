@@ -28,9 +28,10 @@ written as ``./`` or ``../`` path)::
 
 A run is one setting and one seed. Its directory, ``RUNS/<name>/seed_<seed>/``, is named
 after the options where its configuration differs from the grid's base configuration (preset,
-config, options; ``base`` for none), so grids that share a runs directory share their common
-runs. A run is finished once its ``result.json`` exists; it holds the configuration and data it
-was made with, and a finished run made differently is an error, never silently reused. Each run
+config, options; ``base`` for none; a local encoder folder by its folder name), so grids
+that share a runs directory share their common runs. A run is finished once its
+``result.json`` exists; it holds the configuration and data it was made with, and a finished
+run made differently is an error, never silently reused. Each run
 trains in-process (:func:`spert.training.train`), tests its final model and keeps the test
 predictions, from which the report is computed: ``OUT/results.json``, ``OUT/results.md`` (mean
 ± sample standard deviation over seeds) and PNG plots for the options the grid varies:
@@ -257,11 +258,19 @@ def settings(grid: Grid) -> list[SpertConfig]:
     return out
 
 
+def _name_part(value: Any) -> Any:
+    """An absolute path (a local encoder folder) by its last component, so that run names and
+    report rows do not depend on where the repository lies."""
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(value).name
+    return value
+
+
 def run_name(config: SpertConfig, base: SpertConfig) -> str:
     """The options where ``config`` differs from ``base`` (seed aside), e.g.
     ``neg_entity_count=10,neg_relation_count=10``; ``base`` when none."""
     parts = [
-        f"{f.name}={getattr(config, f.name)}"
+        f"{f.name}={_name_part(getattr(config, f.name))}"
         for f in fields(SpertConfig)
         if f.name != "seed" and getattr(config, f.name) != getattr(base, f.name)
     ]
@@ -550,7 +559,7 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
     varied = report["varied"]
     base = grid.base
     fixed = ", ".join(
-        f"{k}={v}" for k, v in base.to_dict().items() if k not in varied and k != "seed"
+        f"{k}={_name_part(v)}" for k, v in base.to_dict().items() if k not in varied and k != "seed"
     )
     lines = [
         f"# {report['title']}",
@@ -567,7 +576,7 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
         "|---" * (len(varied) + len(_REPORTED) + 2) + "|",
     ]
     for row in report["settings"]:
-        cells = [str(row["settings"][k]) for k in varied]
+        cells = [str(_name_part(row["settings"][k])) for k in varied]
         cells += [" ".join(str(s) for s in row["seeds"])]
         cells += [_cell(row[m]) for m in _REPORTED]
         cells += [_duration(row["train_seconds"])]
@@ -585,7 +594,7 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
             "|---" * (len(varied) + len(labels)) + "|",
         ]
         for row in report["settings"]:
-            cells = [str(row["settings"][k]) for k in varied]
+            cells = [str(_name_part(row["settings"][k])) for k in varied]
             cells += [_cell(row["by_length"][b]["relation_strict_micro_f1"]) for b in labels]
             lines.append("| " + " | ".join(cells) + " |")
     if report["plots"]:

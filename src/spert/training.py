@@ -119,17 +119,29 @@ def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> floa
 
 
 def make_optimizer(model: nn.Module, config: SpertConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and layer norms; with ``head_lr``, the parameters
+    outside the encoder form groups of their own at that learning rate."""
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm", "layernorm")
-    decay, plain = [], []
+    split_heads = config.head_lr > 0 and config.head_lr != config.lr
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (plain if any(nd in name for nd in no_decay) else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": plain, "weight_decay": 0.0},
+            is_head = split_heads and not name.startswith("encoder.")
+            decays = not any(nd in name for nd in no_decay)
+            groups.setdefault((is_head, decays), []).append(param)
+    param_groups = [
+        {
+            "params": params,
+            "weight_decay": config.weight_decay if decays else 0.0,
+            "lr": config.head_lr if is_head else config.lr,
+        }
+        # Encoder (or all) parameters first, decayed before plain: the order of earlier versions.
+        for (is_head, decays), params in sorted(
+            groups.items(), key=lambda g: (g[0][0], not g[0][1])
+        )
     ]
     # The fused kernel is ~4x faster than the per-tensor loop on a CPU.
-    return torch.optim.AdamW(groups, lr=config.lr, betas=ADAM_BETAS, eps=1e-8, fused=True)
+    return torch.optim.AdamW(param_groups, lr=config.lr, betas=ADAM_BETAS, eps=1e-8, fused=True)
 
 
 def epoch_batches(
