@@ -141,11 +141,10 @@ class SpertConfig:
             "word_shape_dim",
             "checkpoint_every",
             "keep_checkpoints",
+            "head_lr",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
-        if self.head_lr < 0:
-            raise ConfigError("head_lr must not be negative")
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

@@ -31,9 +31,9 @@ after the options where its configuration differs from the grid's base configura
 config, options; ``base`` for none; a local encoder folder by its folder name), so grids
 that share a runs directory share their common runs. A run is finished once its
 ``result.json`` exists; it holds the configuration and data it was made with, and a finished
-run made differently is an error, never silently reused. Each run
-trains in-process (:func:`spert.training.train`), tests its final model and keeps the test
-predictions, from which the report is computed: ``OUT/results.json``, ``OUT/results.md`` (mean
+run made differently is an error, never silently reused. Each run trains in-process
+(:func:`spert.training.train`), tests its final model and keeps the test predictions, from
+which the report is computed: ``OUT/results.json``, ``OUT/results.md`` (mean
 ± sample standard deviation over seeds) and PNG plots for the options the grid varies:
 ``neg_samples.png`` (F1 against the number of negative samples), ``sentence_length.png``
 (relation F1 against test sentence length, per ``relation_context``) and ``pretraining.png``

@@ -123,22 +123,23 @@ def make_optimizer(model: nn.Module, config: SpertConfig) -> torch.optim.Optimiz
     outside the encoder form groups of their own at that learning rate."""
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm", "layernorm")
     split_heads = config.head_lr > 0 and config.head_lr != config.lr
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    # (head, decays) -> parameters; encoder (or all) groups first, decayed before plain, as
+    # in versions without head_lr, so their checkpoints' optimizer states still fit.
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {
+        key: [] for key in ((False, True), (False, False), (True, True), (True, False))
+    }
     for name, param in model.named_parameters():
         if param.requires_grad:
             is_head = split_heads and not name.startswith("encoder.")
-            decays = not any(nd in name for nd in no_decay)
-            groups.setdefault((is_head, decays), []).append(param)
+            groups[is_head, not any(nd in name for nd in no_decay)].append(param)
     param_groups = [
         {
             "params": params,
             "weight_decay": config.weight_decay if decays else 0.0,
             "lr": config.head_lr if is_head else config.lr,
         }
-        # Encoder (or all) parameters first, decayed before plain: the order of earlier versions.
-        for (is_head, decays), params in sorted(
-            groups.items(), key=lambda g: (g[0][0], not g[0][1])
-        )
+        for (is_head, decays), params in groups.items()
+        if params
     ]
     # The fused kernel is ~4x faster than the per-tensor loop on a CPU.
     return torch.optim.AdamW(param_groups, lr=config.lr, betas=ADAM_BETAS, eps=1e-8, fused=True)
