@@ -95,7 +95,7 @@ def measure_training(model: Any, n_sentences: int, batch_size: int, encoder_only
     import torch
 
     from spert import read_dataset
-    from spert.candidates import collate, sample_training
+    from spert.model.candidates import collate, sample_training
     from spert.training import make_optimizer, spert_loss
 
     data = read_dataset(DATA / "conll04_train.json", model.types)[:n_sentences]
@@ -150,7 +150,7 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
     if task["kind"] == "export":
-        from spert.onnx_runtime import export_onnx
+        from spert.model.onnx import export_onnx
 
         export_onnx(task["model"], int8=True)
         return {"task": task}
@@ -260,7 +260,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     runtimes = args.runtimes if args.model else []
     if any(r != "torch" for r in runtimes):
-        from spert.onnx_runtime import onnx_path
+        from spert.model.onnx import onnx_path
 
         if not all(onnx_path(args.model, r).is_file() for r in runtimes if r != "torch"):
             run_task({**base, "kind": "export", "batch_size": 0})

@@ -14,12 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from spert.api import SpERT
-from spert.candidates import candidate_spans, collate, sample_training
 from spert.cli import build_config, build_parser
 from spert.config import ConfigError, SpertConfig
 from spert.data import Entity, Relation, Sentence, Types
-from spert.encoding import SentenceEncoder, load_tokenizer
+from spert.model.candidates import candidate_spans, collate, sample_training
+from spert.model.encoding import SentenceEncoder, load_tokenizer
 from spert.training import make_optimizer, spert_loss, train
+from spert.training.checkpoint import read_run_info
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -147,7 +148,9 @@ def test_training_with_weak_negatives(bert_dir, sentences, types, tmp_path):
     )
     result = train(cfg, sentences, types, tmp_path / "run", progress=False)
     assert np.isfinite(result.history[-1]["train_loss"])
-    assert SpERT.load(tmp_path / "run" / "final").config.neg_relation_kind == "weak"
+    # A training option: in the run's record, not in the model directory.
+    assert read_run_info(tmp_path / "run")["config"]["neg_relation_kind"] == "weak"
+    assert SpERT.load(tmp_path / "run" / "final").config == cfg.model_config()
 
 
 # --- encoder initialization ------------------------------------------------------------------
@@ -186,8 +189,7 @@ def test_random_init_has_fresh_encoder_weights(bert_dir, types, tiny_config):
     assert all(param.requires_grad for param in random_a.model.parameters())
 
 
-def one_step(spert: SpERT, sentences: list[Sentence], types: Types) -> None:
-    cfg = spert.config
+def one_step(spert: SpERT, cfg: SpertConfig, sentences: list[Sentence], types: Types) -> None:
     rng = np.random.default_rng(0)
     encoded = spert.encode(sentences)
     samples = [sample_training(s, e, types, cfg, rng) for s, e in zip(sentences, encoded)]
@@ -199,17 +201,18 @@ def one_step(spert: SpERT, sentences: list[Sentence], types: Types) -> None:
 
 
 def test_frozen_encoder_stays_unchanged_while_heads_train(bert_dir, sentences, types, tiny_config):
-    spert = SpERT.create(types, tiny_config.replace(encoder_init="frozen", lr=1e-2), "cpu")
+    config = tiny_config.replace(encoder_init="frozen", lr=1e-2)
+    spert = SpERT.create(types, config, "cpu")
     encoder_params = {id(p) for p in spert.model.encoder.parameters()}
     assert not any(p.requires_grad for p in spert.model.encoder.parameters())
-    optimizer = make_optimizer(spert.model, spert.config)
+    optimizer = make_optimizer(spert.model, config)
     optimized = [p for group in optimizer.param_groups for p in group["params"]]
     assert optimized and not encoder_params & {id(p) for p in optimized}
     assert len(optimized) == sum(1 for p in spert.model.parameters() if p.requires_grad)
 
     encoder_before, heads_before = encoder_state(spert), heads_state(spert)
     torch.testing.assert_close(encoder_before, pretrained_weights(bert_dir))
-    one_step(spert, sentences, types)
+    one_step(spert, config, sentences, types)
     assert all(p.grad is None for p in spert.model.encoder.parameters())
     after = encoder_state(spert)
     assert all(torch.equal(encoder_before[k], after[k]) for k in after)
@@ -220,9 +223,10 @@ def test_frozen_encoder_stays_unchanged_while_heads_train(bert_dir, sentences, t
 
 def test_pretrained_encoder_is_fine_tuned(bert_dir, sentences, types, tiny_config):
     """The control for the frozen test: the same step changes a fine-tuned encoder."""
-    spert = SpERT.create(types, tiny_config.replace(lr=1e-2), "cpu")
+    config = tiny_config.replace(lr=1e-2)
+    spert = SpERT.create(types, config, "cpu")
     before = encoder_state(spert)
-    one_step(spert, sentences, types)
+    one_step(spert, config, sentences, types)
     after = encoder_state(spert)
     assert any(not torch.equal(before[k], after[k]) for k in after)
 
@@ -235,7 +239,7 @@ def test_random_and_frozen_models_save_and_load(
     result = train(config, sentences, types, tmp_path / "run", device="cpu", progress=False)
     trained = result.model
     loaded = SpERT.load(tmp_path / "run" / "final", "cpu")
-    assert loaded.config.encoder_init == init
+    assert read_run_info(tmp_path / "run")["config"]["encoder_init"] == init
     # Loading reads the saved encoder weights: the trained random ones, not a new draw.
     saved, reloaded = encoder_state(trained), encoder_state(loaded)
     assert all(torch.equal(saved[k], reloaded[k]) for k in saved)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spert.api import ENCODER_DIR, FORMAT_VERSION, HEADS_FILE, META_FILE, ModelError, SpERT
-from spert.config import SpertConfig
+from spert.config import MODEL_OPTIONS, ModelConfig, SpertConfig
 from spert.data import DataError, Sentence, Types
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,12 +71,32 @@ def test_save_load_gives_identical_predictions(request, types, sentences, tmp_pa
     assert loaded.types.entities == types.entities
     assert loaded.types.relation_names == types.relation_names
     assert loaded.types.symmetric == types.symmetric
-    assert loaded.config == config
+    assert loaded.config == config.model_config()
     assert not loaded.model.training
     after = loaded.predict(sentences)
     assert after == before  # entities, relations and their scores
     for name, value in spert.model.state_dict().items():
         assert torch.equal(value, loaded.model.state_dict()[name]), name
+
+
+def test_directory_of_an_earlier_version_loads(types, sentences, tiny_config, tmp_path):
+    """Before model and training options were apart, spert.json held every option of the run
+    (as spert 0.1.0 at commit 882eecd wrote it); such a directory loads, training options
+    ignored, and predicts as before."""
+    config = tiny_config.replace(max_span_size=4, lr=1e-3, epochs=3, neg_relation_kind="weak")
+    spert = make_spert(types, config)
+    spert.save(tmp_path / "model")
+    meta_path = tmp_path / "model" / META_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["config"] = config.to_dict()  # the old layout: all 33 options
+    meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    loaded = SpERT.load(tmp_path / "model", device="cpu")
+    assert loaded.config == config.model_config()
+    assert loaded.predict(sentences) == spert.predict(sentences)
+    meta["config"]["no_such_option"] = 1  # neither a model nor a training option
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ModelError, match="unknown option.*no_such_option"):
+        SpERT.load(tmp_path / "model")
 
 
 def test_other_format_version_is_refused(types, tiny_config, tmp_path):

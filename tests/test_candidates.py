@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from spert.candidates import (
+from spert.config import SpertConfig
+from spert.data import Entity, Relation, Sentence, Types
+from spert.model.candidates import (
     TrainingSample,
     candidate_spans,
     collate,
     enumerate_spans,
     sample_training,
 )
-from spert.config import SpertConfig
-from spert.data import Entity, Relation, Sentence, Types
-from spert.encoding import EncodedSentence, SentenceEncoder, load_tokenizer
+from spert.model.encoding import EncodedSentence, SentenceEncoder, load_tokenizer
 
 BIG = 10_000
 

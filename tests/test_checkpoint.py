@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from spert import training
+from spert.training import batches
 from spert.api import SpERT
-from spert.checkpoint import (
+from spert.cli import main as cli_main
+from spert.data import write_dataset
+from spert.training import train
+from spert.training.checkpoint import (
     CheckpointError,
     list_checkpoints,
     load_latest,
     save_checkpoint,
 )
-from spert.cli import main as cli_main
-from spert.data import write_dataset
-from spert.training import train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -76,7 +76,7 @@ class Crash(Exception):
 def crash_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
     """Let training die in its ``calls``-th sampling call (in the middle of some step)."""
     count = {"n": 0}
-    sample = training.sample_training
+    sample = batches.sample_training
 
     def dying_sample(*args, **kwargs):
         count["n"] += 1
@@ -84,7 +84,7 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
             raise Crash()
         return sample(*args, **kwargs)
 
-    monkeypatch.setattr(training, "sample_training", dying_sample)
+    monkeypatch.setattr(batches, "sample_training", dying_sample)
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from spert.api import SpERT, sentences_in_context
-from spert.candidates import candidate_spans, collate, enumerate_spans
 from spert.config import ConfigError, SpertConfig
 from spert.data import DataError, Entity, Relation, Sentence, Types, document_contexts
-from spert.encoding import SentenceEncoder
+from spert.data.text import split_sentences
+from spert.model.candidates import candidate_spans, collate, enumerate_spans
+from spert.model.encoding import SentenceEncoder
 from spert.results import Document
-from spert.text import split_sentences
 from spert.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

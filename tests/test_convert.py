@@ -12,8 +12,9 @@ from conftest import DATASETS
 
 from spert import SpertConfig
 from spert.api import SpERT
-from spert.convert import add_parser, convert_dygie, read_dygie
+from spert.cli.data import register as add_parser
 from spert.data import DataError, read_dataset, read_types
+from spert.data.dygie import convert_dygie, read_dygie
 from spert.evaluation import evaluate
 from spert.training import train
 

@@ -11,22 +11,23 @@ from pathlib import Path
 import pytest
 from conftest import DATASETS
 
-import spert.training
+import spert.cli.train
+import spert.experiments.cv
 from spert import SpertConfig, read_dataset, read_types
+from spert.cli.train import register as add_parser
 from spert.config import ConfigError
-from spert.cv import (
+from spert.data import DataError, Entity, Relation, RelationType, Sentence, Types
+from spert.evaluation import evaluate
+from spert.experiments.cv import (
     METRICS_FILE,
     METRICS_NO_OVERLAP_FILE,
     FoldResult,
-    add_parser,
     aggregate,
     fold_path,
     format_markdown,
     make_folds,
     run_cv,
 )
-from spert.data import DataError, Entity, Relation, RelationType, Sentence, Types
-from spert.evaluation import evaluate
 
 CONLL04 = DATASETS / "conll04"
 pytestmark = [
@@ -81,13 +82,13 @@ def test_cv_runs_folds_writes_summary_and_resumes(
     types = read_types(types_file)
     out = tmp_path / "cv"
     calls: list[str] = []
-    real_train = spert.training.train
+    real_train = spert.experiments.cv.train
 
     def counting_train(*args, **kwargs):
         calls.append(str(args[3]))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(spert.training, "train", counting_train)
+    monkeypatch.setattr(spert.experiments.cv, "train", counting_train)
     config = cv_config(bert_dir)
     summary = run_cv(config, train_pattern, test_pattern, 2, types, out, progress=False)
     assert calls == [str(out / "fold_0"), str(out / "fold_1")]
@@ -126,7 +127,7 @@ def test_cv_runs_folds_writes_summary_and_resumes(
 
     # Running again trains nothing and gives the same summary.
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("fold_*/*.json")}
-    caplog.set_level(logging.INFO, logger="spert.cv")
+    caplog.set_level(logging.INFO, logger="spert.experiments.cv")
     again = run_cv(config, train_pattern, test_pattern, 2, types, out, progress=False)
     assert calls == [str(out / "fold_0"), str(out / "fold_1")]
     assert again["per_fold"] == summary["per_fold"] and again["mean"] == summary["mean"]
@@ -153,7 +154,7 @@ def test_missing_fold_files_are_named_before_training(
     def no_train(*args, **kwargs):
         raise AssertionError("trained")
 
-    monkeypatch.setattr(spert.training, "train", no_train)
+    monkeypatch.setattr(spert.experiments.cv, "train", no_train)
     with pytest.raises(DataError, match=r"missing fold file\(s\): .*conll04_split_2_train\.json"):
         run_cv(cv_config(bert_dir), train_pattern, test_pattern, 3, types, tmp_path / "o")
     with pytest.raises(DataError, match=r"dev pattern .* has no \{i\}"):
@@ -170,7 +171,7 @@ def test_missing_fold_files_are_named_before_training(
 
 
 def test_cli_builds_the_config_from_train_options(folds, tmp_path: Path, monkeypatch) -> None:
-    import spert.cv
+    import spert.experiments.cv
 
     seen = {}
 
@@ -178,8 +179,8 @@ def test_cli_builds_the_config_from_train_options(folds, tmp_path: Path, monkeyp
         seen.update(config=config, train=train, test=test, k=k, out=out, dev=dev_pattern)
         return {}
 
-    monkeypatch.setattr(spert.cv, "run_cv", fake_run_cv)
-    monkeypatch.setattr(spert.cv, "format_markdown", lambda summary: "table\n")
+    monkeypatch.setattr(spert.cli.train, "run_cv", fake_run_cv)
+    monkeypatch.setattr(spert.cli.train, "format_markdown", lambda summary: "table\n")
     train_pattern, test_pattern, types_file = folds
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command", required=True))

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from spert.cli.data import register as add_parser
 from spert.data import DataError
-from spert.datasets import (
+from spert.data.download import (
     DATASETS,
     DEFAULT_BASE_URL,
     ENV_VAR,
     DownloadError,
-    add_parser,
     download,
     fetch,
     resolve_base_url,

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from spert.api import SpERT
-from spert.candidates import Batch, candidate_spans, collate
 from spert.config import SpertConfig
 from spert.data import Entity, Relation, Types
-from spert.decoding import decode_batch
-from spert.modeling import RangePooler
+from spert.model.candidates import Batch, candidate_spans, collate
+from spert.model.decoding import decode_batch
+from spert.model.modeling import RangePooler
 
 Decoded = list[tuple[list[Entity], list[Relation]]]
 

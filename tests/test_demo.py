@@ -12,6 +12,7 @@ import pytest
 from conftest import DATASETS
 
 from spert import demo
+from spert.cli import demo as demo_cli
 from spert.data import read_dataset, read_types
 from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
 
@@ -103,9 +104,9 @@ def test_format_document() -> None:
 
 def test_cli_parser() -> None:
     parser = argparse.ArgumentParser(prog="spert")
-    demo.add_parser(parser.add_subparsers(dest="command", required=True))
+    demo_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["demo"])
-    assert args.func is demo.cmd_demo
+    assert args.func is demo_cli.cmd_demo
     assert args.out == "spert-demo" and args.model_dir is None and args.epochs is None
     args = parser.parse_args(["demo", "--out", "x", "--model-dir", "m", "--epochs", "3"])
     assert (args.out, args.model_dir, args.epochs) == ("x", "m", 3)

@@ -14,10 +14,9 @@ import pytest
 import torch
 from transformers import BertModel
 
-from spert import distributed
 from spert.api import SpERT
 from spert.data import write_dataset
-from spert.training import SampleStreams, step_shares, train
+from spert.training import SampleStreams, distributed, step_shares, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

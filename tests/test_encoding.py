@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from transformers import PreTrainedTokenizerBase
 
-from spert.encoding import (
+from spert.model.encoding import (
     WORD_SHAPES,
     EncodedSentence,
     SentenceEncoder,

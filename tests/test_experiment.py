@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 from conftest import DATASETS
 
-import spert.training
+import spert.experiments.grid
 from spert import read_dataset, read_types
+from spert.cli.train import register as add_parser
 from spert.config import ConfigError
-from spert.cv import summarize
 from spert.data import write_dataset
-from spert.evaluation import evaluate
-from spert.experiment import (
+from spert.evaluation import evaluate, summarize
+from spert.experiments.grid import (
     RESULT_FILE,
-    add_parser,
     bucket_labels,
     by_length,
     load_grid,
@@ -87,13 +86,13 @@ def test_grid_trains_once_then_reads_from_cache(
         )
     )
     calls: list[str] = []
-    real_train = spert.training.train
+    real_train = spert.experiments.grid.train
 
     def counting_train(*args, **kwargs):
         calls.append(Path(args[3]).parent.name)
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(spert.training, "train", counting_train)
+    monkeypatch.setattr(spert.experiments.grid, "train", counting_train)
     out = tmp_path / "out"
     report = run_experiment(grid, out, progress=False)
     assert calls == ["base", "relation_context=none"]
@@ -119,7 +118,7 @@ def test_grid_trains_once_then_reads_from_cache(
 
     # Again: nothing is trained, results are read back; the report is rewritten.
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*.json")}
-    caplog.set_level(logging.INFO, logger="spert.experiment")
+    caplog.set_level(logging.INFO, logger="spert.experiments.grid")
     again = run_experiment(grid, out, progress=False)
     assert calls == ["base", "relation_context=none"]
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*.json")} == mtimes
@@ -180,7 +179,7 @@ def test_report_and_plots_for_every_axis(data, bert_dir, tmp_path, monkeypatch) 
     def no_train(*args, **kwargs):
         raise AssertionError("trained")
 
-    monkeypatch.setattr(spert.training, "train", no_train)
+    monkeypatch.setattr(spert.experiments.grid, "train", no_train)
     body = """
 [grid]
 encoder_init = ["pretrained", "frozen", "random"]
@@ -199,9 +198,9 @@ neg_relation_count = 50
     fake_runs(grid, out / "runs", data)
     report = run_experiment(grid, out, progress=False)
     assert report["runs"] == report["finished"] == 3 * 2 * 2 * 2
-    assert report["varied"] == [
-        "encoder_init",
+    assert report["varied"] == [  # in SpertConfig order: the model's options, then training's
         "relation_context",
+        "encoder_init",
         "neg_entity_count",
         "neg_relation_count",
     ]
@@ -211,9 +210,9 @@ neg_relation_count = 50
     assert md.count("| 1 2 |") == 12  # one row per setting, both seeds
     assert "1.0 min" in md  # mean train time of 61 s and 62 s
     rows = {tuple(r["settings"].values()): r for r in report["settings"]}
-    assert rows["pretrained", "local", 50, 50]["entity_micro_f1"] == {"mean": 100.0, "std": 0.0}
+    assert rows["local", "pretrained", 50, 50]["entity_micro_f1"] == {"mean": 100.0, "std": 0.0}
     # The mean over seeds of the per-run figures, with the sample standard deviation.
-    row = rows["frozen", "local", 50, 50]
+    row = rows["local", "frozen", 50, 50]
     values = [r["test"]["entity_micro_f1"] for r in report["per_run"] if r["name"] == row["name"]]
     assert len(values) == 2 and values[0] != values[1]
     assert row["entity_micro_f1"]["mean"] == pytest.approx(sum(values) / 2)

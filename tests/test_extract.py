@@ -20,11 +20,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spert import extract as X
 from spert.api import META_FILE, ModelError, SpERT, default_model_dir
+from spert.cli import predict as predict_cli
 from spert.config import SpertConfig
 from spert.data import DataError, RelationType, Types
 from spert.results import Document
+from spert.runtime import io as X
 
 TEXT = (
     "Mary works for Acme Corp in Boston. John Wilkes Booth, who assassinated President "
@@ -241,7 +242,7 @@ def test_load_default_model(monkeypatch, tmp_path, model_dir):
 # -- command line --------------------------------------------------------------------------
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="spert")
-    X.add_parser(parser.add_subparsers(dest="command", required=True))
+    predict_cli.register(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["extract", *argv])
 
 
@@ -263,7 +264,7 @@ def read_jsonl(path: Path) -> list[Document]:
 
 def test_cli_parser_defaults():
     args = parse()
-    assert args.func is X.cmd_extract
+    assert args.func is predict_cli.cmd_extract
     assert (args.model, args.input, args.out) == (None, "-", "-")
     assert args.format is None and args.input_format is None and args.batch_size is None
     assert X.guess_output_format("a.json") == "json"
@@ -377,7 +378,7 @@ def test_cli_stdin_subprocess(model_dir, tmp_path):
 def test_cli_html(model_dir, lines_file, tmp_path):
     visualize = pytest.importorskip("spert.visualize")
     if not hasattr(visualize, "render_documents"):
-        pytest.skip("spert.visualize.render_documents is not there yet")
+        pytest.skip("spert.evaluation.visualize.render_documents is not there yet")
     out = tmp_path / "page.html"
     run_cli("--model", str(model_dir), "--input", str(lines_file), "--out", str(out), "--quiet")
     page = out.read_text("utf-8")
@@ -438,7 +439,7 @@ def test_writer_closes_the_json_list_on_any_exit(tmp_path):
 
 CLI_SCRIPT = (
     "import argparse, sys\n"
-    "from spert.extract import add_parser\n"
+    "from spert.cli.predict import register as add_parser\n"
     "p = argparse.ArgumentParser()\n"
     "add_parser(p.add_subparsers())\n"
     "a = p.parse_args(['extract', *sys.argv[1:]])\n"

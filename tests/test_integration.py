@@ -15,7 +15,7 @@ from conftest import DATASETS
 
 from spert import SpertConfig, read_dataset, read_types
 from spert.api import SpERT
-from spert.candidates import collate, sample_training
+from spert.model.candidates import collate, sample_training
 from spert.training import spert_loss, train
 
 CONLL04 = DATASETS / "conll04"

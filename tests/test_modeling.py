@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from spert.api import SpERT
-from spert.candidates import Batch, TrainingSample, collate, sample_training
 from spert.config import SpertConfig
 from spert.data import Sentence, Types
-from spert.modeling import RangePooler
+from spert.model.candidates import Batch, TrainingSample, collate, sample_training
+from spert.model.modeling import RangePooler
 from spert.training import spert_loss
 
 MODES = ("max", "sum", "mean")
@@ -115,11 +115,15 @@ def make_spert(types: Types, config: SpertConfig) -> SpERT:
     return SpERT.create(types, config, "cpu")
 
 
-def training_batch(spert: SpERT, sentences: list[Sentence], types: Types, seed: int = 0) -> Batch:
+def training_batch(
+    spert: SpERT, sentences: list[Sentence], types: Types, seed: int = 0
+) -> Batch:
+    """Samples drawn with the default sampling options (training options, not the model's)."""
+    config = SpertConfig(**spert.config.to_dict())
     rng = np.random.default_rng(seed)
     encoded = spert.encode(sentences)
     samples = [
-        sample_training(s, e, types, spert.config, rng)
+        sample_training(s, e, types, config, rng)
         for s, e in zip(sentences, encoded, strict=True)
     ]
     return collate(encoded, [s.spans for s in samples], spert.pad_token_id, samples)

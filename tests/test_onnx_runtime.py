@@ -12,7 +12,7 @@ import torch
 from spert.api import ModelError, SpERT
 from spert.config import SpertConfig
 from spert.data import Types
-from spert.onnx_runtime import OnnxError, export_onnx, onnx_path
+from spert.model.onnx import OnnxError, export_onnx, onnx_path
 
 TEXTS = [
     "Mary works for Acme Corp in Boston and lives in Cambridge .".split(),

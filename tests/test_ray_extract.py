@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import torch
 
-from spert import extract as X
-from spert import ray_extract as R
 from spert.api import ModelError, SpERT
+from spert.cli import predict as predict_cli
 from spert.config import SpertConfig
 from spert.data import DataError, RelationType, Types
+from spert.runtime import ray as R
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -81,7 +81,7 @@ def local_ray() -> Any:
 
 def run_cli(*argv: str) -> None:
     parser = argparse.ArgumentParser(prog="spert")
-    X.add_parser(parser.add_subparsers(dest="command", required=True))
+    predict_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["extract", *argv])
     args.func(args)
 

@@ -26,9 +26,10 @@ import pytest
 import torch
 
 from spert.api import SpERT
+from spert.cli.serve import register as add_parser
 from spert.config import SpertConfig
 from spert.data import RelationType, Types
-from spert.serve import ServeSettings, add_parser
+from spert.serve import ServeSettings
 from spert.serve.app import WORKER_HEADER, create_app
 from spert.serve.batching import MicroBatcher
 from spert.serve.cli import settings_from_args

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spert import text as T
-from spert.text import (
+from spert.data import text as T
+from spert.data.text import (
     MAX_WORD_CHARS,
     TextSentence,
     join_tokens,

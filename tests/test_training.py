@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from spert.api import SpERT
-from spert.candidates import Batch
 from spert.config import ConfigError, SpertConfig
+from spert.model.candidates import Batch
 from spert.training import ADAM_BETAS, learning_rate_factor, make_optimizer, spert_loss, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

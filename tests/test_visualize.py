@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from spert.cli.predict import register as add_parser
 from spert.data import DataError, Entity, Relation, RelationType, Sentence, Types, write_dataset
-from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
-from spert.visualize import (
+from spert.evaluation.visualize import (
     MarkedEntity,
     MarkedRelation,
-    add_parser,
     compare_sentence,
     render_comparison,
     render_documents,
     render_sentences,
     write_html,
 )
+from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
 
 TYPES = Types(
     entities=("Peop", "Org", "Loc"),

@@ -1,12 +1,12 @@
 """SpERT: span-based joint entity and relation extraction with transformers."""
 
-__version__ = "0.1.0"
-
-from spert.config import SpertConfig  # noqa: E402
-from spert.data import Entity, Relation, Sentence, Types, read_dataset, read_types  # noqa: E402
+from spert.config import ModelConfig, SpertConfig
+from spert.data import Entity, Relation, Sentence, Types, read_dataset, read_types
+from spert.version import __version__
 
 __all__ = [
     "SpERT",
+    "ModelConfig",
     "SpertConfig",
     "Entity",
     "Relation",

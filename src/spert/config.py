@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,19 +22,24 @@ else:  # pragma: no cover
 BUNDLED_ENCODER = "all-MiniLM-L6-v2"
 
 
+_C = TypeVar("_C", bound="ModelConfig")
+
+
 class ConfigError(ValueError):
     """An unknown option or a value of the wrong kind."""
 
 
 @dataclass
-class SpertConfig:
+class ModelConfig:
+    """What a saved model needs to predict: encoder, sizes, pooling, context, thresholds.
+
+    A model directory stores these (with its types); training options live in
+    :class:`SpertConfig` and in the training run's record.
+    """
+
     # --- encoder ---
     encoder: str = BUNDLED_ENCODER
     """Hugging Face encoder name or path; the default is the bundled all-MiniLM-L6-v2."""
-    encoder_init: Literal["pretrained", "random", "frozen"] = "pretrained"
-    """pretrained: fine-tune the pre-trained encoder (the paper's); random: the encoder's
-    architecture with fresh random weights, trained from scratch; frozen: pre-trained weights,
-    not updated (only the heads train; the encoder's dropout stays active in training)."""
     lowercase: Literal["auto", "yes", "no"] = "auto"
     """Lowercase words before tokenizing (BERT-style tokenizers): auto = the tokenizer's own
     setting (an uncased encoder lowercases). "no" with an uncased vocabulary is what the
@@ -67,6 +73,104 @@ class SpertConfig:
     """Relation candidates scored per chunk, bounding memory."""
     max_sentence_words: int = 100
     """Extraction from raw text: longer sentences (in words) are cut into pieces."""
+    eval_batch_size: int = 8
+    """Sentences per forward pass in prediction and evaluation."""
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = get_args(hints[f.name])
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.max_span_size < 1:
+            raise ConfigError("max_span_size must be at least 1")
+        if self.max_span_size >= self.num_width_embeddings:
+            raise ConfigError("num_width_embeddings must exceed max_span_size")
+        if not 0.0 <= self.relation_threshold <= 1.0:
+            raise ConfigError("relation_threshold must lie in [0, 1]")
+        self._at_least_one("eval_batch_size", "max_pairs", "max_sentence_words")
+        self._not_negative("context_words", "word_shape_dim")
+
+    def _at_least_one(self, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+
+    def _not_negative(self, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def option_types(cls) -> dict[str, type]:
+        """Field name -> Python type of its values (the CLI builds its options from this)."""
+        hints = get_type_hints(cls)
+        return {f.name: (str if get_args(hints[f.name]) else hints[f.name]) for f in fields(cls)}
+
+    @classmethod
+    def option_help(cls) -> dict[str, str]:
+        """Field name -> the docstring written under it in this class (or a base class)."""
+        import ast
+        import inspect
+
+        out: dict[str, str] = {}
+        for klass in reversed([k for k in cls.__mro__ if issubclass(k, ModelConfig)]):
+            tree = ast.parse(inspect.getsource(klass))
+            body = tree.body[0].body  # type: ignore[attr-defined]
+            for node, nxt in zip(body, body[1:]):
+                if (
+                    isinstance(node, ast.AnnAssign)
+                    and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                ):
+                    out[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore
+        return out
+
+    @classmethod
+    def from_dict(cls: type[_C], values: dict[str, Any], source: str = "config") -> _C:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown option(s): {', '.join(unknown)}")
+        types = cls.option_types()
+        checked = {}
+        for name, value in values.items():
+            want = types[name]
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise ConfigError(f"{source}: option {name} must be {want.__name__}, got {value!r}")
+            checked[name] = value
+        try:
+            return cls(**checked)
+        except ConfigError as e:  # a value out of range: say where it was set
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_toml(cls: type[_C], path: str | Path) -> _C:
+        return cls.from_dict(read_toml(path), str(path))
+
+    def replace(self: _C, **changes: Any) -> _C:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: The options a saved model stores (the fields of ModelConfig).
+MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig))
+
+
+@dataclass
+class SpertConfig(ModelConfig):
+    """Every hyper-parameter: the model's (:class:`ModelConfig`) and the training run's."""
+
+    encoder_init: Literal["pretrained", "random", "frozen"] = "pretrained"
+    """pretrained: fine-tune the pre-trained encoder (the paper's); random: the encoder's
+    architecture with fresh random weights, trained from scratch; frozen: pre-trained weights,
+    not updated (only the heads train; the encoder's dropout stays active in training)."""
 
     # --- sampling ---
     neg_entity_count: int = 100
@@ -86,7 +190,6 @@ class SpertConfig:
     length_bucketing: bool = False
     """Training: batch sentences of similar length together (less padding, faster); the
     paper's recipe draws batches at random."""
-    eval_batch_size: int = 8
     lr: float = 5e-5
     head_lr: float = 0.0
     """Beyond the paper: learning rate of the span and relation classifiers and embeddings
@@ -112,94 +215,36 @@ class SpertConfig:
     once the run finishes); 0: write none."""
 
     def __post_init__(self) -> None:
-        hints = get_type_hints(type(self))
-        for f in fields(self):
-            value = getattr(self, f.name)
-            choices = get_args(hints[f.name])
-            if choices and value not in choices:
-                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
-        if self.max_span_size < 1:
-            raise ConfigError("max_span_size must be at least 1")
-        if self.max_span_size >= self.num_width_embeddings:
-            raise ConfigError("num_width_embeddings must exceed max_span_size")
-        if not 0.0 <= self.relation_threshold <= 1.0:
-            raise ConfigError("relation_threshold must lie in [0, 1]")
-        for name in (
-            "train_batch_size",
-            "eval_batch_size",
-            "max_pairs",
-            "epochs",
-            "max_sentence_words",
-            "grad_accumulation",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        for name in (
-            "neg_entity_count",
-            "neg_relation_count",
-            "context_words",
-            "word_shape_dim",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "head_lr",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative")
+        super().__post_init__()
+        self._at_least_one("train_batch_size", "epochs", "grad_accumulation")
+        self._not_negative(
+            "neg_entity_count", "neg_relation_count", "checkpoint_every", "keep_checkpoints"
+        )
+        self._not_negative("head_lr")
 
-    # -- construction ------------------------------------------------------------------------
-    @classmethod
-    def option_types(cls) -> dict[str, type]:
-        """Field name -> Python type of its values (the CLI builds its options from this)."""
-        hints = get_type_hints(cls)
-        return {f.name: (str if get_args(hints[f.name]) else hints[f.name]) for f in fields(cls)}
+    def model_config(self) -> ModelConfig:
+        """The part a saved model stores."""
+        return ModelConfig(**{name: getattr(self, name) for name in MODEL_OPTIONS})
 
-    @classmethod
-    def option_help(cls) -> dict[str, str]:
-        """Field name -> the docstring written under it in this class."""
-        import ast
-        import inspect
+    def training_options(self) -> dict[str, Any]:
+        """The rest: the options of the training run (its record, not the model's)."""
+        return {k: v for k, v in self.to_dict().items() if k not in MODEL_OPTIONS}
 
-        tree = ast.parse(inspect.getsource(cls))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        out = {}
-        for node, nxt in zip(body, body[1:]):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-            ):
-                out[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore
-        return out
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> SpertConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown option(s): {', '.join(unknown)}")
-        types = cls.option_types()
-        checked = {}
-        for name, value in values.items():
-            want = types[name]
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                raise ConfigError(f"{source}: option {name} must be {want.__name__}, got {value!r}")
-            checked[name] = value
-        try:
-            return cls(**checked)
-        except ConfigError as e:  # a value out of range: say where it was set
-            raise ConfigError(f"{source}: {e}") from None
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> SpertConfig:
-        return cls.from_dict(read_toml(path), str(path))
-
-    def replace(self, **changes: Any) -> SpertConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def config_differences(
+    old: Mapping[str, Any], new: SpertConfig, ignore: Iterable[str] = ()
+) -> list[str]:
+    """The options (sorted) where a stored configuration ``old`` differs from ``new``, except
+    ``ignore``; options that SpertConfig gained since ``old`` was stored count with their
+    defaults."""
+    old_full = {**SpertConfig().to_dict(), **old}
+    now = new.to_dict()
+    skip = set(ignore)
+    return [
+        k
+        for k in sorted(set(old_full) | set(now))
+        if k not in skip and old_full.get(k) != now.get(k)
+    ]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -2,16 +2,14 @@
 
 The sample (``spert/demo_data``) is a small set of original news-style sentences annotated with
 the CoNLL04 types. The demo trains SpERT on it with the bundled encoder (about 3 minutes on
-2 CPU cores), saves the result as the default model (:func:`spert.api.default_model_dir`),
-extracts entities and relations from a few example paragraphs, prints them as tables and writes
-``OUT/demo.html``.
+2 CPU cores), saves the result as the default model
+(:func:`spert.model.directory.default_model_dir`), extracts entities and relations from a few
+example paragraphs, prints them as tables and writes ``OUT/demo.html``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
 import tempfile
 import textwrap
@@ -23,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from spert.config import SpertConfig, preset
-from spert.data import Sentence, Types, atomic_write_text, read_dataset, read_types
+from spert.data import Sentence, Types, read_dataset, read_types
+from spert.evaluation import summarize
+from spert.evaluation.visualize import render_documents
+from spert.model.directory import default_model_dir
+from spert.training import train
+from spert.utils import atomic_write_text
 
 #: Where ``spert demo`` writes its report unless ``--out`` says otherwise.
 DEFAULT_OUT = Path("spert-demo")
@@ -65,16 +68,6 @@ def load_demo_texts() -> list[dict[str, str]]:
     """The example paragraphs: ``[{"title": ..., "text": ...}, ...]``."""
     ref = resources.files("spert").joinpath("demo_data", TEXTS_FILE)
     return json.loads(ref.read_text(encoding="utf-8"))
-
-
-def _default_model_dir() -> Path:
-    try:
-        from spert.api import default_model_dir
-    except ImportError:  # same rule as spert.api.default_model_dir
-        home = os.environ.get("SPERT_HOME")
-        base = Path(home) if home else Path.home() / ".cache" / "spert"
-        return base / "default-model"
-    return Path(default_model_dir())
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -132,9 +125,10 @@ def _dev_summary(metrics: dict[str, Any] | None, n_sentences: int) -> str:
         return "dev: not evaluated"
     per_type = metrics["relations_strict"].get("per_type", {})
     types = ", ".join(f"{name} {m['f1']:.1f}" for name, m in per_type.items())
+    figures = summarize(metrics)
     return (
-        f"dev ({n_sentences} sentences): entity micro F1 {metrics['entities']['micro']['f1']:.2f}, "
-        f"relation strict micro F1 {metrics['relations_strict']['micro']['f1']:.2f}"
+        f"dev ({n_sentences} sentences): entity micro F1 {figures['entity_micro_f1']:.2f}, "
+        f"relation strict micro F1 {figures['relation_strict_micro_f1']:.2f}"
         + (f"\n  relation F1 per type: {types}" if types else "")
     )
 
@@ -151,15 +145,13 @@ def run_demo(
 
     Writes ``out_dir`` (default ``./spert-demo``): ``demo.html``, ``extractions.json`` (the
     documents), ``metrics.jsonl`` (per epoch), ``dev_metrics.json`` and ``summary.json``.
-    The model goes to ``model_dir`` (default: :func:`spert.api.default_model_dir`).
+    The model goes to ``model_dir`` (default: :func:`spert.model.directory.default_model_dir`).
     Returns the summary.
     """
-    from spert.training import train
-
     started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else DEFAULT_OUT
     out.mkdir(parents=True, exist_ok=True)
-    target = Path(model_dir) if model_dir is not None else _default_model_dir()
+    target = Path(model_dir) if model_dir is not None else default_model_dir()
     config = demo_config(epochs)
     types, train_data, dev_data = load_demo_data()
     print(
@@ -195,8 +187,6 @@ def run_demo(
         json.dumps([d.to_dict() for d in documents], indent=2, ensure_ascii=False),
     )
 
-    from spert.visualize import render_documents
-
     html_path = out / "demo.html"
     atomic_write_text(html_path, render_documents(documents, "SpERT demo"))
     print()
@@ -213,8 +203,9 @@ def run_demo(
         "dev": None
         if dev_metrics is None
         else {
-            "entity_micro_f1": dev_metrics["entities"]["micro"]["f1"],
-            "relation_strict_micro_f1": dev_metrics["relations_strict"]["micro"]["f1"],
+            name: value
+            for name, value in summarize(dev_metrics).items()
+            if name in ("entity_micro_f1", "relation_strict_micro_f1")
         },
         "documents": len(documents),
         "entities": sum(len(d.entities) for d in documents),
@@ -227,38 +218,3 @@ def run_demo(
 
 
 # -- command line ------------------------------------------------------------------------------
-def cmd_demo(args: argparse.Namespace) -> None:
-    run_demo(
-        out_dir=args.out,
-        epochs=args.epochs,
-        model_dir=args.model_dir,
-        device=args.device,
-    )
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``spert demo`` on the CLI's sub-command parsers."""
-    p = subparsers.add_parser(
-        "demo",
-        help="train on a bundled news sample and extract from example text",
-        description="Train SpERT with the bundled encoder on a small sample of news sentences "
-        "(CoNLL04 types; about 3 minutes on 2 CPU cores), save it as the default model, "
-        "extract entities and relations from example paragraphs and write OUT/demo.html.",
-    )
-    p.add_argument(
-        "--out", default=str(DEFAULT_OUT), help=f"output directory (default: ./{DEFAULT_OUT})"
-    )
-    p.add_argument(
-        "--model-dir",
-        default=None,
-        help="where to save the model (default: the default model directory, "
-        "$SPERT_HOME/default-model or ~/.cache/spert/default-model)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help=f"training epochs (default: {DEMO_CONFIG.epochs})",
-    )
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.set_defaults(func=cmd_demo)

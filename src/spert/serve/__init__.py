@@ -1,6 +1,7 @@
 """HTTP extraction service: ``spert serve`` (FastAPI + uvicorn, or Ray Serve).
 
-Light to import (the CLI registers :func:`add_parser` without pulling in FastAPI); the app is
+Light to import (its command line, :mod:`spert.serve.cli`, pulls in neither FastAPI nor torch
+until it serves); the app is
 in :mod:`spert.serve.app`, the micro-batcher in :mod:`spert.serve.batching`, multi-process
 serving (``--workers``) in :mod:`spert.serve.workers`, the Ray Serve deployment in
 :mod:`spert.serve.ray_serve`.
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from spert.serve.cli import add_parser
 from spert.serve.settings import ServeSettings
 
-__all__ = ["ServeSettings", "add_parser", "create_app"]
+__all__ = ["ServeSettings", "create_app"]
 
 
 def __getattr__(name: str) -> Any:  # FastAPI (and torch, via the model) on first use

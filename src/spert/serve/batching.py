@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spert.data import Context
+from spert.data.text import TextSentence
 from spert.results import Document, ExtractedSentence
+from spert.runtime.extraction import document_input, extracted_sentence, sentences_in_context
 from spert.serve.settings import ServeSettings
-from spert.text import TextSentence
 
 logger = logging.getLogger("spert.serve")
 
@@ -74,12 +75,10 @@ def prepare(model: Any, inputs: Inputs) -> Prepared:
 
     Raises DataError naming the input for input the API refuses.
     """
-    from spert.api import sentences_in_context
-
     documents: list[Document] = []
     sentences: list[tuple[int, TextSentence, Context]] = []
     for index, item in enumerate(inputs):
-        doc_id, text, split = model._document_input(item, index)
+        doc_id, text, split = document_input(item, index, model.config.max_sentence_words)
         documents.append(Document(text, [], doc_id))
         in_context = sentences_in_context(split, model.config.context_words)
         sentences.extend((index, s, c) for s, c in in_context)
@@ -88,11 +87,9 @@ def prepare(model: Any, inputs: Inputs) -> Prepared:
 
 def predict(model: Any, items: Sequence[Item], batch_size: int) -> list[ExtractedSentence]:
     """Entities and relations of sentences (of any documents), with document offsets."""
-    from spert.api import _extracted_sentence
-
     contexts = [c for _, _, c in items] if model.config.context_words > 0 else None
     predicted = model.predict([s.tokens for _, s, _ in items], batch_size, contexts=contexts)
-    return [_extracted_sentence(text, s, p) for (text, s, _), p in zip(items, predicted)]
+    return [extracted_sentence(text, s, p) for (text, s, _), p in zip(items, predicted)]
 
 
 def predict_groups(

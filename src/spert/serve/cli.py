@@ -1,4 +1,8 @@
-"""``spert serve``: the HTTP extraction service, in process (uvicorn) or on Ray Serve."""
+"""``spert serve``: the HTTP extraction service, in process (uvicorn) or on Ray Serve.
+
+The command's options and entry point (``python -m spert.serve``; ``spert serve`` registers
+the same options). Torch and FastAPI are imported only once a server starts, so that the
+parent of ``--workers`` stays small and quick to start."""
 
 from __future__ import annotations
 
@@ -202,13 +206,6 @@ DESCRIPTION = (
     "Concurrent requests are batched by sentence. SIGTERM or Ctrl-C finishes the requests in "
     "flight (in every worker), then exits."
 )
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register the ``serve`` subcommand on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser("serve", help="serve a model over HTTP", description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=cmd_serve)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

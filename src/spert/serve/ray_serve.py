@@ -35,9 +35,13 @@ from ray.serve import Application
 
 from spert.config import ConfigError
 from spert.results import Document, ExtractedSentence
+from spert.runtime.io import sigterm_as_interrupt
 from spert.serve.app import set_threads
 from spert.serve.batching import Inputs, Item, Unavailable, predict_groups, prepare
 from spert.serve.settings import ServeSettings
+
+#: The settings' defaults, for the decorator (each replica sets its own in __init__).
+_DEFAULTS = ServeSettings()
 
 logger = logging.getLogger("spert.serve")
 
@@ -141,7 +145,11 @@ class SpertDeployment:
             self.model, self.settings, extractor=_RayExtractor(self), worker_id=self.worker_id
         )
 
-    @serve.batch(max_batch_size=256, batch_wait_timeout_s=0.005, batch_size_fn=_sentences)
+    @serve.batch(
+        max_batch_size=_DEFAULTS.max_batch_sentences,  # set per replica in __init__
+        batch_wait_timeout_s=_DEFAULTS.max_wait_ms / 1000,
+        batch_size_fn=_sentences,
+    )
     async def predict_batch(
         self, chunks: list[list[Item]]
     ) -> list[list[ExtractedSentence] | Exception]:
@@ -209,8 +217,6 @@ def serve_ray(
     """Deploy on Ray Serve (a local Ray instance, or the cluster at ``address``) and serve
     until Ctrl-C or SIGTERM, then shut Serve down (replicas finish their requests)."""
     import ray
-
-    from spert.extract import sigterm_as_interrupt
 
     app = build_app(model_dir, settings, replicas, num_cpus, num_gpus, device)
     with sigterm_as_interrupt():

@@ -19,13 +19,12 @@ type labels are spelled as the types file spells them (matched case-insensitivel
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from spert.data import DataError, Entity, Relation, Sentence, Types, read_types, write_dataset
+from spert.data.dataset import DataError, Entity, Relation, Sentence, Types, write_dataset
 
 #: Penn Treebank escapes of brackets, as the SciERC documents write them.
 PTB_BRACKETS = {
@@ -206,41 +205,3 @@ def convert_dygie(
     sentences = list(read_dygie(input_path, types, doc_ids))
     write_dataset(out_path, sentences)
     return sentences
-
-
-def cmd_convert_dygie(args: argparse.Namespace) -> None:
-    types = read_types(args.types) if args.types else None
-    sentences = convert_dygie(args.input, args.out, types, args.doc_ids)
-    n_ent = sum(len(s.entities) for s in sentences)
-    n_rel = sum(len(s.relations) for s in sentences)
-    print(f"{len(sentences)} sentences, {n_ent} entities, {n_rel} relations -> {args.out}")
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``spert convert FORMAT`` on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser(
-        "convert",
-        help="convert other dataset formats to SpERT JSON",
-        description="Convert a dataset in another format to SpERT JSON.",
-    )
-    formats = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    d = formats.add_parser(
-        "dygie",
-        help="DyGIE/PURE document-level JSON Lines (e.g. SciERC documents/*.json)",
-        description="One SpERT record per sentence: document token offsets become sentence "
-        "offsets, inclusive ends exclusive ones, -LRB- -RRB- -LSB- -RSB- -LCB- -RCB- brackets.",
-    )
-    d.add_argument("--input", required=True, help="DyGIE JSON Lines file, one document a line")
-    d.add_argument("--out", required=True, help="SpERT JSON file (.jsonl for JSON Lines)")
-    d.add_argument(
-        "--types",
-        help="types file: spell type labels as it does (matched case-insensitively) and reject "
-        "unknown ones; without it labels are kept as they are",
-    )
-    d.add_argument(
-        "--doc-ids",
-        action="store_true",
-        help="give each record a doc_id (its document's doc_key), for training and predicting "
-        "with --context-words",
-    )
-    d.set_defaults(func=cmd_convert_dygie)

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from spert.config import ConfigError
+from spert.model.modeling import default_device
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +110,6 @@ def setup(device: torch.device | str | None = None) -> DistributedContext:
             enabled=True,
         )
     if not launched_by_torchrun():
-        from spert.api import default_device
-
         chosen = torch.device(device) if device is not None else default_device()
         return DistributedContext(device=chosen)
     if not dist.is_available():  # pragma: no cover

@@ -10,7 +10,6 @@ whose metrics files exist is finished: running again skips it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -22,8 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from spert.config import ConfigError, SpertConfig
-from spert.data import DataError, Sentence, Types, atomic_write_text, read_dataset, write_dataset
+from spert.config import ConfigError, SpertConfig, config_differences
+from spert.data import DataError, Sentence, Types, read_dataset, write_dataset
+from spert.evaluation import evaluate, mean_std, summarize
+from spert.evaluation.summary import SUMMARY, TITLES
+from spert.training import train
+from spert.utils import atomic_write_text, format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -34,30 +37,7 @@ RUN_FILE = "cv_run.json"
 RESULTS_JSON = "cv_results.json"
 RESULTS_MD = "cv_results.md"
 
-#: Summary figures: name -> (metrics section, average).
-SUMMARY = {
-    "entity_micro_f1": ("entities", "micro"),
-    "entity_macro_f1": ("entities", "macro"),
-    "relation_micro_f1": ("relations", "micro"),
-    "relation_macro_f1": ("relations", "macro"),
-    "relation_strict_micro_f1": ("relations_strict", "micro"),
-    "relation_strict_macro_f1": ("relations_strict", "macro"),
-}
-_COLUMNS = {
-    "entity_micro_f1": "entity micro F1",
-    "entity_macro_f1": "entity macro F1",
-    "relation_micro_f1": "relation micro F1",
-    "relation_macro_f1": "relation macro F1",
-    "relation_strict_micro_f1": "relation strict micro F1",
-    "relation_strict_macro_f1": "relation strict macro F1",
-}
 SETTINGS = {"overlap": "with overlapping entities", "no_overlap": "without overlapping entities"}
-
-
-def summarize(metrics: dict[str, Any]) -> dict[str, float]:
-    """The F1 figures of an ``evaluate`` result (``relation``: spans only; ``strict``: with
-    argument entity types)."""
-    return {name: float(metrics[sec][avg]["f1"]) for name, (sec, avg) in SUMMARY.items()}
 
 
 def fold_path(pattern: str, fold: int) -> Path:
@@ -116,19 +96,14 @@ def _fold_files(
     return files
 
 
-def _check_run(out_dir: Path, run: dict[str, Any]) -> None:
+def _check_run(out_dir: Path, run: dict[str, Any], config: SpertConfig) -> None:
     """Refuse to mix folds of different configurations or data in one output directory."""
     path = out_dir / RUN_FILE
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         differ = [key for key in ("train", "test", "dev", "types") if old.get(key) != run[key]]
         # Options added to SpertConfig since the old run had their default values there.
-        old_config = {**SpertConfig().to_dict(), **old.get("config", {})}
-        differ += [
-            f"config.{key}"
-            for key in sorted(set(old_config) | set(run["config"]))
-            if old_config.get(key) != run["config"].get(key)
-        ]
+        differ += [f"config.{key}" for key in config_differences(old.get("config", {}), config)]
         if differ:
             raise ConfigError(
                 f"{out_dir} holds folds of another run (differs in {', '.join(differ)}); "
@@ -153,9 +128,6 @@ def run_cv(
     Fold ``i`` reads ``train_pattern`` (and ``test_pattern``, ``dev_pattern``) with ``{i}``
     replaced by ``i`` for i in 0..folds-1; its final model is tested.
     """
-    from spert.evaluation import evaluate
-    from spert.training import train
-
     if folds < 1:
         raise ConfigError(f"folds must be at least 1, got {folds}")
     files = _fold_files(train_pattern, test_pattern, dev_pattern, folds)
@@ -168,7 +140,7 @@ def run_cv(
         "types": types.to_dict(),
         "config": config.to_dict(),
     }
-    _check_run(out_dir, run)
+    _check_run(out_dir, run, config)
 
     results: list[FoldResult] = []
     trained_seconds: list[float] = []
@@ -184,7 +156,7 @@ def run_cv(
             1 for j in range(i, folds) if not (out_dir / f"fold_{j}" / METRICS_FILE).is_file()
         )
         eta = (
-            f", ETA {_duration(statistics.mean(trained_seconds) * remaining)}"
+            f", ETA {format_duration(statistics.mean(trained_seconds) * remaining)}"
             if trained_seconds
             else ""
         )
@@ -212,7 +184,7 @@ def run_cv(
             folds,
             metrics["entities"]["micro"]["f1"],
             metrics["relations_strict"]["micro"]["f1"],
-            _duration(trained_seconds[-1]),
+            format_duration(trained_seconds[-1]),
         )
         results.append(FoldResult(i, metrics, metrics_no_overlap, skipped=False))
         del result
@@ -223,15 +195,6 @@ def run_cv(
     atomic_write_text(out_dir / RESULTS_MD, format_markdown(summary))
     logger.info("cross-validation results: %s", out_dir / RESULTS_MD)
     return summary
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1 denominator; None for one value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def aggregate(results: Sequence[FoldResult]) -> dict[str, Any]:
@@ -272,74 +235,17 @@ def format_markdown(summary: dict[str, Any]) -> str:
     ]
     for setting, title in SETTINGS.items():
         lines += ["", f"## {title.capitalize()}", ""]
-        lines.append("| fold | " + " | ".join(_COLUMNS.values()) + " |")
-        lines.append("|---" * (len(_COLUMNS) + 1) + "|")
+        lines.append("| fold | " + " | ".join(TITLES.values()) + " |")
+        lines.append("|---" * (len(TITLES) + 1) + "|")
         for fold in summary["per_fold"]:
-            cells = [f"{fold[setting][name]:.2f}" for name in _COLUMNS]
+            cells = [f"{fold[setting][name]:.2f}" for name in TITLES]
             lines.append(f"| {fold['fold']} | " + " | ".join(cells) + " |")
         cells = []
-        for name in _COLUMNS:
+        for name in TITLES:
             mean, std = summary["mean"][setting][name], summary["stdev"][setting][name]
             cells.append(f"**{mean:.2f}**" + (f" ± {std:.2f}" if std is not None else ""))
         lines.append("| mean ± std | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def cmd_cv(args: argparse.Namespace) -> None:
-    from spert.cli import build_config
-    from spert.data import read_types
-
-    config = build_config(args)
-    types = read_types(args.types)
-    summary = run_cv(
-        config,
-        args.train,
-        args.test,
-        args.folds,
-        types,
-        args.out,
-        dev_pattern=args.dev,
-        device=args.device,
-    )
-    print(format_markdown(summary), end="")
-    print(f"saved {Path(args.out) / RESULTS_JSON} and {Path(args.out) / RESULTS_MD}")
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``spert cv`` on an ``add_subparsers()`` object."""
-    from spert.cli import _add_config_options
-    from spert.config import PRESETS
-
-    p = subparsers.add_parser(
-        "cv",
-        help="k-fold cross-validation (e.g. ADE)",
-        description="Train and test k folds given as file patterns ({i} = 0..K-1); writes "
-        "OUT/fold_{i}/ (final model, metrics.json, metrics_no_overlap.json) and "
-        "OUT/cv_results.json and .md (per fold, mean ± sample std, macro and micro, with and "
-        "without overlapping entities). Finished folds are skipped when run again.",
-    )
-    p.add_argument(
-        "--train", required=True, help="training file pattern, e.g. 'ade_split_{i}_train.json'"
-    )
-    p.add_argument(
-        "--test", required=True, help="test file pattern, e.g. 'ade_split_{i}_test.json'"
-    )
-    p.add_argument("--dev", help="dev file pattern (optional; evaluated after each epoch)")
-    p.add_argument("--folds", required=True, type=int, help="number of folds K")
-    p.add_argument("--types", required=True, help="types file")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument(
-        "--preset",
-        default="paper",
-        choices=sorted(PRESETS),
-        help="named configuration to start from (default: paper)",
-    )
-    p.add_argument(
-        "--config", help="TOML file of hyper-parameters (SpertConfig fields); overrides the preset"
-    )
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    _add_config_options(p)
-    p.set_defaults(func=cmd_cv)
 
 
 __all__ = ["run_cv", "make_folds", "aggregate", "summarize", "FoldResult", "fold_path"]

@@ -10,12 +10,10 @@ variable, :data:`DEFAULT_BASE_URL`.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -23,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .data import DataError, Types, check_record
+from spert.data.dataset import DataError, Types, check_record
+from spert.utils import atomic_write
+from spert.version import __version__
 
 DEFAULT_BASE_URL = "http://lavis.cs.hs-rm.de/storage/spert/public/datasets"
 ENV_VAR = "SPERT_DATASETS_URL"
@@ -212,11 +211,9 @@ def _download_file(
     """Stream ``url`` to a temporary file beside ``path``, verify it, then rename it."""
     from tqdm import tqdm
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
+    def download(tmp: Path) -> None:
         request = urllib.request.Request(url, headers={"User-Agent": f"spert/{__version__}"})
-        with os.fdopen(fd, "wb") as out:
+        with tmp.open("wb") as out:
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     length = response.headers.get("Content-Length")
@@ -250,50 +247,10 @@ def _download_file(
             verify(tmp.read_bytes())
         except DataError as e:
             raise DownloadError(f"{url}: verification failed, nothing written: {e}") from None
-        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, download)
 
 
 def _reason(reason: object) -> str:
     text = str(reason) or type(reason).__name__
     return " ".join(text.split())
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def cmd_download(args: argparse.Namespace) -> None:
-    """``spert datasets download NAME --dir DIR [--base-url URL]``."""
-    result = fetch(args.name, Path(args.dir), args.base_url, progress=not args.quiet)
-    where = Path(args.dir) / args.name
-    if result.downloaded:
-        print(
-            f"{args.name}: downloaded {len(result.downloaded)} file(s), "
-            f"{len(result.present)} already present, in {where}"
-        )
-    else:
-        print(f"{args.name}: all {len(result.paths)} files already present and valid in {where}")
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``spert datasets download``."""
-    p = subparsers.add_parser(
-        "datasets",
-        help="download benchmark datasets",
-        description="Download the benchmark datasets in the SpERT JSON format.",
-    )
-    sub = p.add_subparsers(dest="datasets_command", required=True, metavar="COMMAND")
-    d = sub.add_parser(
-        "download",
-        help="download and verify a dataset",
-        description="Download a dataset into DIR/NAME/ and verify every file (JSON, types, "
-        "sentence counts); files already present and valid are kept. The base URL is "
-        f"--base-url, else ${ENV_VAR}, else {DEFAULT_BASE_URL}.",
-    )
-    d.add_argument("name", choices=list(DATASETS), help="dataset")
-    d.add_argument("--dir", required=True, help="directory; the files go to DIR/NAME/")
-    d.add_argument("--base-url", help=f"where NAME/FILE are looked up (default: ${ENV_VAR})")
-    d.add_argument("--quiet", action="store_true", help="no progress output")
-    d.set_defaults(func=cmd_download)

@@ -42,7 +42,6 @@ which the report is computed: ``OUT/results.json``, ``OUT/results.md`` (mean
 
 from __future__ import annotations
 
-import argparse
 import gc
 import hashlib
 import itertools
@@ -51,16 +50,17 @@ import logging
 import os
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from spert.config import PRESETS, ConfigError, SpertConfig, preset, read_toml
-from spert.cv import mean_std, summarize
-from spert.data import Sentence, Types, atomic_write_text, read_dataset, read_types, write_dataset
+from spert.config import PRESETS, ConfigError, SpertConfig, config_differences, preset, read_toml
+from spert.data import Sentence, Types, read_dataset, read_types, write_dataset
+from spert.evaluation import evaluate, mean_std, summarize
+from spert.training import train
+from spert.utils import atomic_write, atomic_write_text, format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ _KEYS = {
     "runs",
 }
 _NEG = ("neg_entity_count", "neg_relation_count")
+#: Test sentence length buckets of the report (upper bounds, in words).
+DEFAULT_LENGTH_BUCKETS = (15, 25, 35)
 
 
 @dataclass
@@ -111,7 +113,7 @@ class Grid:
     out: Path | None = None
     runs_dir: Path | None = None
     keep_models: bool = True
-    length_buckets: list[int] = field(default_factory=lambda: [15, 25, 35])
+    length_buckets: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTH_BUCKETS))
 
     @property
     def varied(self) -> list[str]:
@@ -207,7 +209,7 @@ def load_grid(path: str | Path) -> Grid:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise ConfigError(f"{where}: 'seeds' must be a non-empty list of integers")
-    buckets = raw.get("length_buckets", [15, 25, 35])
+    buckets = raw.get("length_buckets", list(DEFAULT_LENGTH_BUCKETS))
     if (
         not isinstance(buckets, list)
         or not all(isinstance(b, int) and b > 0 for b in buckets)
@@ -292,14 +294,6 @@ def plan(grid: Grid, runs_dir: Path) -> list[Run]:
     return runs
 
 
-def config_differences(old: dict[str, Any], new: SpertConfig) -> list[str]:
-    """Options where a stored configuration differs from ``new``; options that SpertConfig
-    gained since it was stored count with their defaults."""
-    old_full = {**SpertConfig().to_dict(), **old}
-    now = new.to_dict()
-    return [k for k in sorted(set(old_full) | set(now)) if old_full.get(k) != now.get(k)]
-
-
 def _data_files(grid: Grid) -> dict[str, str | None]:
     return {
         "train": str(grid.train),
@@ -329,12 +323,6 @@ def report_dir(grid: Grid, out_dir: str | Path | None = None) -> Path:
     if out_dir is not None:
         return Path(out_dir)
     return grid.out or Path("runs") / "experiments" / grid.path.stem
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def run_experiment(
@@ -382,9 +370,6 @@ def run_experiment(
             ],
         }
     if todo:
-        from spert.evaluation import evaluate
-        from spert.training import train
-
         train_data = read_dataset(grid.train, types)
         dev_data = read_dataset(grid.dev, types) if grid.dev else None
         seconds: list[float] = []
@@ -393,7 +378,7 @@ def run_experiment(
                 logger.info("run %d/%d %s seed %d: finished already", i, len(runs), r.name, r.seed)
                 continue
             left = sum(1 for x in todo if not x.done)
-            eta = f", ETA {_duration(statistics.mean(seconds) * left)}" if seconds else ""
+            eta = f", ETA {format_duration(statistics.mean(seconds) * left)}" if seconds else ""
             logger.info("run %d/%d %s seed %d: training%s", i, len(runs), r.name, r.seed, eta)
             started = time.perf_counter()
             result = train(
@@ -434,7 +419,7 @@ def run_experiment(
                 r.seed,
                 record["test"]["entity_micro_f1"],
                 record["test"]["relation_strict_micro_f1"],
-                _duration(train_seconds),
+                format_duration(train_seconds),
             )
     return write_report(grid, runs, types, test_data, out)
 
@@ -455,8 +440,6 @@ def by_length(
     gold: Sequence[Sentence], predicted: Sequence[Sentence], types: Types, bounds: Sequence[int]
 ) -> dict[str, dict[str, float]]:
     """Entity and relation F1 of the test sentences in each length bucket (words)."""
-    from spert.evaluation import evaluate
-
     labels = bucket_labels(bounds)
     out = {}
     for k, label in enumerate(labels):
@@ -579,7 +562,7 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
         cells = [str(_name_part(row["settings"][k])) for k in varied]
         cells += [" ".join(str(s) for s in row["seeds"])]
         cells += [_cell(row[m]) for m in _REPORTED]
-        cells += [_duration(row["train_seconds"])]
+        cells += [format_duration(row["train_seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     if "relation_context" in varied and report["settings"]:
         labels = bucket_labels(grid.length_buckets)
@@ -607,16 +590,9 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
 
 def _save(fig: Any, path: Path) -> Path:
     """Write a figure atomically (a temporary file, then a rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    )
 
 
 def _figure(ncols: int = 1, width: float = 5.5, height: float = 4) -> tuple[Any, Any]:
@@ -747,37 +723,6 @@ def plot_pretraining(rows: list[dict[str, Any]], varied: list[str], path: Path) 
 
 
 # -- CLI -----------------------------------------------------------------------------------------
-
-
-def cmd_experiment(args: argparse.Namespace) -> None:
-    grid = load_grid(args.grid)
-    report = run_experiment(grid, args.out, device=args.device, dry_run=args.dry_run)
-    if args.dry_run:
-        for run in report["plan"]:
-            state = "finished" if run["done"] else "to train"
-            print(f"{run['name']} seed {run['seed']}: {state} ({run['directory']})")
-    print(f"{report['finished']} of {report['runs']} runs finished", end="")
-    print("" if args.dry_run else f"; report: {report_dir(grid, args.out) / 'results.md'}")
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``spert experiment`` on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser(
-        "experiment",
-        help="run a grid of trainings (ablations) and report",
-        description="Train every setting x seed of a grid file that is not finished yet "
-        "(finished runs are cached), test each final model, and write OUT/results.md, "
-        "results.json and plots. See the module documentation of spert.experiment for the "
-        "grid file format.",
-    )
-    p.add_argument("grid", help="grid file (TOML)")
-    p.add_argument(
-        "--out",
-        help="report directory (default: the grid's 'out', else runs/experiments/<grid name>)",
-    )
-    p.add_argument("--dry-run", action="store_true", help="list the runs; train nothing")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.set_defaults(func=cmd_experiment)
 
 
 __all__ = ["Grid", "Run", "load_grid", "plan", "run_experiment", "write_report", "by_length"]

@@ -25,14 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from spert.config import ModelConfig
+
 #: Longest word, in characters; longer runs without whitespace are cut into pieces of this size
 #: (BERT's WordPiece maps longer words to [UNK] anyway). It also bounds the spaCy tokenizer's
 #: work, which grows quadratically with the length of a run of punctuation or emoji.
 MAX_WORD_CHARS = 100
 #: Characters handed to spaCy at once (spaCy's own ``nlp.max_length`` is 1,000,000).
 CHUNK_CHARS = 100_000
-#: Default for the longest sentence, in words (``SpertConfig.max_sentence_words``).
-DEFAULT_MAX_WORDS = 100
+#: Default for the longest sentence, in words: the configuration's default.
+DEFAULT_MAX_WORDS: int = ModelConfig.max_sentence_words
 #: The spaCy pipeline is rebuilt after this many characters: its string store grows with every
 #: new word seen, so a long-running stream would otherwise grow without bound.
 RESET_CHARS = 20_000_000

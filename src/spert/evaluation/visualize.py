@@ -15,7 +15,6 @@ Scores appear on hover. All text is HTML-escaped.
 
 from __future__ import annotations
 
-import argparse
 import html
 import os
 import re
@@ -24,8 +23,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .data import DataError, Entity, Sentence, Types, atomic_write_text, read_dataset, read_types
-from .results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
+from spert.data import DataError, Sentence, Types
+from spert.evaluation.metrics import EntityKey, entity_key, relation_key
+from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
+from spert.utils import atomic_write_text
 
 # displaCy's pastel colours, then a few more: dark text stays readable on all of them.
 PALETTE = (
@@ -94,17 +95,15 @@ class Comparison:
         return out
 
 
-_EntityKey = tuple[int, int, str]
-
-
 def compare_sentence(
     gold: Sentence, predicted: Sentence, symmetric: Iterable[str] = ()
 ) -> Comparison:
     """Mark the union of gold and predicted entities and relations as tp, fp or fn.
 
-    An entity matches when span and type match; a relation when its type and both arguments
-    (span and entity type) match, in either order for the ``symmetric`` relation types.
-    Duplicates collapse, as in the evaluation.
+    Items match as in the evaluation (:func:`spert.evaluation.metrics.entity_key` and
+    ``relation_key``): an entity by span and type, a relation by its type and both arguments
+    (span and entity type), in either order for the ``symmetric`` relation types. Duplicates
+    collapse, as in the evaluation.
     """
     symmetric = frozenset(symmetric)
     if list(gold.tokens) != list(predicted.tokens):
@@ -112,14 +111,10 @@ def compare_sentence(
             "gold and predicted sentences have different tokens: "
             f"{_clip(' '.join(gold.tokens))!r} vs {_clip(' '.join(predicted.tokens))!r}"
         )
-
-    def key(e: Entity) -> _EntityKey:
-        return e.start, e.end, e.type
-
-    gold_keys = {key(e) for e in gold.entities}
-    pred_scores: dict[_EntityKey, float | None] = {}
+    gold_keys = {entity_key(e) for e in gold.entities}
+    pred_scores: dict[EntityKey, float | None] = {}
     for e in predicted.entities:
-        pred_scores.setdefault(key(e), e.score)
+        pred_scores.setdefault(entity_key(e), e.score)
     union = sorted(gold_keys | set(pred_scores))
     index = {k: i for i, k in enumerate(union)}
     entities = [
@@ -133,14 +128,14 @@ def compare_sentence(
         for k in union
     ]
 
-    def relations_of(
-        sentence: Sentence,
-    ) -> dict[tuple, tuple[_EntityKey, _EntityKey, float | None]]:
-        out: dict[tuple, tuple[_EntityKey, _EntityKey, float | None]] = {}
+    def relations_of(sentence: Sentence) -> dict[tuple, tuple[EntityKey, EntityKey, float | None]]:
+        out: dict[tuple, tuple[EntityKey, EntityKey, float | None]] = {}
         for r in sentence.relations:
-            head, tail = key(sentence.entities[r.head]), key(sentence.entities[r.tail])
-            args = tuple(sorted((head, tail))) if r.type in symmetric else (head, tail)
-            out.setdefault((r.type, args), (head, tail, r.score))
+            head, tail = (
+                entity_key(sentence.entities[r.head]),
+                entity_key(sentence.entities[r.tail]),
+            )
+            out.setdefault(relation_key(head, tail, r, symmetric), (head, tail, r.score))
         return out
 
     gold_rels, pred_rels = relations_of(gold), relations_of(predicted)
@@ -148,10 +143,10 @@ def compare_sentence(
     for k, (head, tail, _) in gold_rels.items():
         status = "tp" if k in pred_rels else "fn"
         score = pred_rels[k][2] if k in pred_rels else None
-        relations.append(MarkedRelation(k[0], index[head], index[tail], status, score))
+        relations.append(MarkedRelation(k[2], index[head], index[tail], status, score))
     for k, (head, tail, score) in pred_rels.items():
         if k not in gold_rels:
-            relations.append(MarkedRelation(k[0], index[head], index[tail], "fp", score))
+            relations.append(MarkedRelation(k[2], index[head], index[tail], "fp", score))
     return Comparison(entities, relations)
 
 
@@ -534,35 +529,3 @@ def _page(title: str, header: str, sections: Sequence[str]) -> str:
         f"<script>\n{_asset('visualize.js')}</script>\n"
         "</body>\n</html>\n"
     )
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def cmd_visualize(args: argparse.Namespace) -> None:
-    """``spert visualize``: an HTML page of predictions, compared with gold if given."""
-    types = read_types(args.types)
-    predicted = read_dataset(args.pred, types)
-    if args.gold:
-        gold = read_dataset(args.gold, types)
-        page = render_comparison(gold, predicted, types, title=args.title or COMPARISON_TITLE)
-    else:
-        page = render_sentences(predicted, title=args.title or PREDICTIONS_TITLE)
-    write_html(args.out, page)
-    print(f"{len(predicted)} sentences -> {args.out}")
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``spert visualize``."""
-    p = subparsers.add_parser(
-        "visualize",
-        help="write an HTML page of predictions (vs gold)",
-        description="Write a self-contained HTML page showing entities and relations; with "
-        "--gold, each is marked TP (correct), FP (predicted only) or FN (gold only).",
-    )
-    p.add_argument("--gold", help="gold sentences (SpERT JSON or JSONL)")
-    p.add_argument("--pred", required=True, help="predicted sentences, in the same order")
-    p.add_argument("--types", required=True, help="types file")
-    p.add_argument("--out", required=True, help="the HTML page to write")
-    p.add_argument("--title", help="page title")
-    p.set_defaults(func=cmd_visualize)

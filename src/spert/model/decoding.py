@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from spert.candidates import Batch
 from spert.data import Entity, Relation, Types
-from spert.modeling import RangePooler, SpertModel
+from spert.model.candidates import Batch
+from spert.model.modeling import RangePooler, SpertModel
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""``spert extract``: entities and relations in raw text, streamed from input to output.
+"""Documents in and out for ``spert extract``: raw-text readers and streaming writers.
 
 Input is plain text (``lines``: one document per non-empty line; ``text``: the whole input is
 one document) or JSON Lines records with a "text" field (or a "tokens" list) and an optional
@@ -13,22 +13,21 @@ processed, and the command exits with code 130.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import io
 import json
-import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from spert.data import DataError
+from spert.evaluation.visualize import render_documents
 from spert.results import Document
+from spert.utils import AtomicFile
 
 FORMATS = ("jsonl", "json", "tsv", "html")
 INPUT_FORMATS = ("text", "lines", "jsonl")
@@ -146,24 +145,16 @@ class DocumentWriter:
         self.entities = 0
         self.relations = 0
         self._kept: list[Document] = []  # html only
-        self._render: Any = None
         self._closed = False
-        if fmt == "html":
-            from spert.visualize import render_documents
-
-            self._render = render_documents
-        self._tmp: Path | None = None
+        self._atomic: AtomicFile | None = None
         if out == "-":
             self._file: TextIO = sys.stdout
             encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower()
             if encoding.replace("-", "") != "utf8" and hasattr(sys.stdout, "reconfigure"):
                 sys.stdout.reconfigure(encoding="utf-8")
         else:
-            target = Path(out)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            self._tmp = Path(tmp)
-            self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+            self._atomic = AtomicFile(out)
+            self._file = self._atomic.file
         if fmt == "json":
             self._file.write("[")
         elif fmt == "tsv":
@@ -195,18 +186,14 @@ class DocumentWriter:
                 if self.format == "json":
                     self._file.write("\n]\n" if self.documents else "]\n")
                 elif self.format == "html":
-                    self._file.write(self._render(self._kept, self.title))
+                    self._file.write(render_documents(self._kept, self.title))
                 self._file.flush()
-                if self._tmp is not None:
-                    os.fsync(self._file.fileno())
-                    self._file.close()
-                    os.chmod(self._tmp, 0o644)  # mkstemp makes owner-only files
-                    os.replace(self._tmp, self.out)
-                    self._tmp = None
+                if self._atomic is not None:
+                    self._atomic.commit()
+                    self._atomic = None
             finally:
-                if self._tmp is not None:  # finishing failed: leave no stray temporary file
-                    self._file.close()
-                    self._tmp.unlink(missing_ok=True)
+                if self._atomic is not None:  # finishing failed: leave no stray temporary file
+                    self._atomic.discard()
 
     def __enter__(self) -> DocumentWriter:
         return self
@@ -292,111 +279,3 @@ def run_extract(
     with tqdm(documents, unit="doc", desc="extract", file=sys.stderr, disable=not progress) as bar:
         for doc in bar:
             writer.write(doc)
-
-
-def cmd_extract(args: argparse.Namespace) -> None:
-    """``spert extract``: see the module docstring."""
-    if getattr(args, "ray", False):
-        from spert.ray_extract import cmd_extract_ray
-
-        cmd_extract_ray(args)
-        return
-    from spert.api import SpERT
-
-    if args.batch_size is not None and args.batch_size < 1:
-        raise DataError(f"--batch-size must be at least 1, got {args.batch_size}")
-    input_format = args.input_format or guess_input_format(args.input)
-    fmt = args.format or guess_output_format(args.out)
-    target = "stdout" if args.out == "-" else args.out
-    writer: DocumentWriter | None = None
-    with sigterm_as_interrupt():
-        try:
-            with open_input(args.input) as stream:
-                model = SpERT.load(args.model, device=args.device, runtime=args.runtime)
-                name = "stdin" if args.input == "-" else Path(args.input).name
-                with DocumentWriter(args.out, fmt, title=f"spert extract: {name}") as writer:
-                    inputs = read_inputs(stream, input_format, args.input)
-                    run_extract(model, inputs, writer, args.batch_size, not args.quiet)
-        except KeyboardInterrupt:
-            done = f"; wrote {writer.documents} document(s) to {target}" if writer else ""
-            print(f"spert: interrupted{done}", file=sys.stderr)
-            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
-        except DataError as e:
-            if writer is not None and writer.documents:
-                raise DataError(f"{e} (wrote {writer.documents} document(s) to {target})") from e
-            raise
-    if not args.quiet:
-        print(
-            f"{writer.documents} documents, {writer.entities} entities, "
-            f"{writer.relations} relations -> {target}",
-            file=sys.stderr,
-        )
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register the ``extract`` subcommand on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser(
-        "extract",
-        help="extract entities and relations from raw text",
-        description="Split raw text into sentences and words, predict entities and relations, "
-        "and stream the results (character offsets into the text) to the output. An "
-        "interrupted run (Ctrl-C, SIGTERM) leaves a valid output with the documents done so "
-        "far and exits with code 130.",
-    )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="model directory (default: the model of `spert demo`, "
-        "$SPERT_HOME/default-model or ~/.cache/spert/default-model)",
-    )
-    p.add_argument("--input", default="-", help="input file, or - for stdin (default: -)")
-    p.add_argument("--out", default="-", help="output file, or - for stdout (default: -)")
-    p.add_argument(
-        "--format",
-        choices=FORMATS,
-        default=None,
-        help="output format (default: from the --out suffix .json/.tsv/.html, else jsonl)",
-    )
-    p.add_argument(
-        "--input-format",
-        choices=INPUT_FORMATS,
-        default=None,
-        help="lines: one document per non-empty line; text: the whole input is one "
-        "document; jsonl: records with 'text' (or 'tokens') and optional 'id' "
-        "(default: jsonl for *.jsonl inputs, else lines)",
-    )
-    p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    from spert.cli import add_runtime_option
-
-    add_runtime_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    ray = p.add_argument_group(
-        "corpus scale (Ray Data)",
-        "with --ray, --input is a file, a directory or a (quoted) glob of shards and --out a "
-        "directory that gets one OUT/<shard>.jsonl per input shard, records as --format jsonl "
-        "writes them; a rerun skips finished shards",
-    )
-    ray.add_argument(
-        "--ray", action="store_true", help="extract with a pool of model actors on Ray Data"
-    )
-    ray.add_argument("--actors", type=int, default=1, help="model actors (default: 1)")
-    ray.add_argument(
-        "--cpus-per-actor", type=float, default=1.0, help="CPUs (threads) per actor (default: 1)"
-    )
-    ray.add_argument(
-        "--gpus-per-actor",
-        type=float,
-        default=0.0,
-        help="GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU (default: 0)",
-    )
-    ray.add_argument(
-        "--docs-per-batch", type=int, default=64, help="documents per actor call (default: 64)"
-    )
-    ray.add_argument(
-        "--ray-address",
-        default=None,
-        help="Ray cluster to join, e.g. auto or ray://HOST:10001 "
-        "(default: $RAY_ADDRESS, else a local Ray instance)",
-    )
-    p.set_defaults(func=cmd_extract)

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from spert.candidates import Batch
-from spert.config import SpertConfig
-from spert.encoding import WORD_SHAPES
+from spert.config import ModelConfig
+from spert.model.candidates import Batch
+from spert.model.encoding import WORD_SHAPES
 
 
 class RangePooler:
@@ -88,7 +88,7 @@ class SpertModel(nn.Module):
         encoder: PreTrainedModel,
         num_entity_types: int,
         num_relation_types: int,
-        config: SpertConfig,
+        config: ModelConfig,
     ) -> None:
         super().__init__()
         hidden = encoder.config.hidden_size
@@ -174,3 +174,8 @@ class SpertModel(nn.Module):
         assert batch.pairs is not None
         relation_logits = self.relation_logits(pooler, spans, sentence, batch, batch.pairs)
         return entity_logits, relation_logits
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

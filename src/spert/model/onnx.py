@@ -9,8 +9,6 @@ onnxruntime; the span and pair heads stay in PyTorch, where they cost little.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spert.api import ModelError
+from spert.model.directory import ModelError, find_model_dir, load_model_dir
+from spert.utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -51,22 +50,18 @@ class _EncoderOutput(nn.Module):
 def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     """Export the encoder of a saved model to ONNX (and an int8-quantized copy); return the
     files written. Each file is written under a temporary name, then renamed."""
-    from spert.api import SpERT
-
-    model_dir = Path(model_dir)
-    spert = SpERT.load(model_dir, device="cpu")
-    encoder = _EncoderOutput(spert.model.encoder).eval()
+    model_dir = find_model_dir(model_dir)
+    saved = load_model_dir(model_dir)
+    encoder = _EncoderOutput(saved.model.encoder).eval()
     # The example batch has padding: an all-ones mask lets the exporter drop the mask logic.
-    input_ids = torch.full((2, 8), spert.pad_token_id, dtype=torch.long)
-    input_ids[:, 0] = spert.tokenizer.cls_token_id or 0
+    input_ids = torch.full((2, 8), saved.tokenizer.pad_token_id or 0, dtype=torch.long)
+    input_ids[:, 0] = saved.tokenizer.cls_token_id or 0
     input_ids[0, 1:7] = 100
     attention_mask = (torch.arange(8) < torch.tensor([[8], [5]])).long()
-    out_dir = model_dir / ONNX_DIR
-    out_dir.mkdir(exist_ok=True)
     fp32 = onnx_path(model_dir, "onnx")
-    tmp = out_dir / f".{fp32.name}.tmp-{uuid.uuid4().hex[:8]}"
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
-    try:
+
+    def export(tmp: Path) -> None:
         torch.onnx.export(
             encoder,
             (input_ids, attention_mask),
@@ -78,19 +73,15 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
             external_data=False,
             verbose=False,
         )
-        _fuse(tmp, spert.model.encoder.config)
-        os.replace(tmp, fp32)
-    finally:
-        tmp.unlink(missing_ok=True)
-    written = [fp32]
+        _fuse(tmp, saved.model.encoder.config)
+
+    written = [atomic_write(fp32, export)]
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantized = onnx_path(model_dir, "onnx-int8")
-        tmp = out_dir / f".{quantized.name}.tmp-{uuid.uuid4().hex[:8]}.onnx"
-        try:
-            # Per-channel 7-bit weights: on CoNLL04 plain per-tensor int8 cost 2 points of
-            # relation F1, this about 0.2 (benchmarks/results/speed.md).
+        # Per-channel 7-bit weights: on CoNLL04 plain per-tensor int8 cost 2 points of
+        # relation F1, this about 0.2 (benchmarks/results/speed.md).
+        def quantize(tmp: Path) -> None:
             quantize_dynamic(
                 str(fp32),
                 str(tmp),
@@ -98,10 +89,8 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
                 per_channel=True,
                 reduce_range=True,
             )
-            os.replace(tmp, quantized)
-        finally:
-            tmp.unlink(missing_ok=True)
-        written.append(quantized)
+
+        written.append(atomic_write(onnx_path(model_dir, "onnx-int8"), quantize, suffix=".onnx"))
     return written
 
 
@@ -157,22 +146,3 @@ class OnnxEncoder(nn.Module):
             },
         )
         return SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register ``spert export-onnx``."""
-    p = subparsers.add_parser(
-        "export-onnx",
-        help="export a model's encoder to ONNX for CPU inference with onnxruntime",
-        description="Write MODEL/onnx/encoder.onnx (and with --int8 its dynamically quantized "
-        "copy encoder.int8.onnx). Use them with --runtime onnx / onnx-int8 in predict, eval and "
-        "extract, or SpERT.load(MODEL, runtime='onnx').",
-    )
-    p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("--int8", action="store_true", help="also write an int8-quantized copy")
-    p.set_defaults(func=_cmd_export)
-
-
-def _cmd_export(args: Any) -> None:
-    for path in export_onnx(args.model, int8=args.int8):
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

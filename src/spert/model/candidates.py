@@ -14,7 +14,7 @@ import torch
 
 from spert.config import SpertConfig
 from spert.data import Sentence, Types
-from spert.encoding import EncodedSentence
+from spert.model.encoding import EncodedSentence
 
 
 def enumerate_spans(n_words: int, max_span_size: int) -> np.ndarray:

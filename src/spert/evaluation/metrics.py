@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .data import Entity, Sentence, Types
+from spert.data import Entity, Relation, Sentence, Types
 
 EntityKey = tuple[int, int, str]  # (start, end, type)
 SpanKey = tuple[int, int]  # (start, end)
@@ -44,8 +44,19 @@ _TITLES = {
 }
 
 
-def _entity_key(entity: Entity) -> EntityKey:
+def entity_key(entity: Entity) -> EntityKey:
+    """What identifies an entity in scoring: span and type."""
     return entity.start, entity.end, entity.type
+
+
+def relation_key(
+    head: EntityKey, tail: EntityKey, relation: Relation, symmetric: frozenset[str]
+) -> tuple[EntityKey, EntityKey, str]:
+    """What identifies a relation in strict scoring: both arguments (span and type) and the
+    relation type; a symmetric type's arguments in a fixed order."""
+    if relation.type in symmetric and tail < head:
+        head, tail = tail, head
+    return head, tail, relation.type
 
 
 def _overlaps(e1: EntityKey, e2: EntityKey) -> bool:
@@ -57,7 +68,7 @@ def _sentence_items(
     sentence: Sentence, symmetric: frozenset[str], no_overlap: bool, where: str
 ) -> tuple[set[EntityKey], set[tuple], set[tuple]]:
     """The entity, relation and strict-relation tuples of one sentence."""
-    keys = [_entity_key(e) for e in sentence.entities]
+    keys = [entity_key(e) for e in sentence.entities]
     entities = keys
     if no_overlap:
         entities = [e for e in keys if not any(_overlaps(e, other) for other in keys)]
@@ -74,10 +85,9 @@ def _sentence_items(
         head, tail = keys[rel.head], keys[rel.tail]
         if no_overlap and _overlaps(head, tail):
             continue
-        if rel.type in symmetric and tail < head:
-            head, tail = tail, head
-        strict.add((head, tail, rel.type))
-        relations.add((head[:2], tail[:2], rel.type))
+        key = relation_key(head, tail, rel, symmetric)
+        strict.add(key)
+        relations.add((key[0][:2], key[1][:2], rel.type))
     return set(entities), relations, strict
 
 
@@ -205,4 +215,4 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["evaluate", "format_metrics", "SECTIONS"]
+__all__ = ["evaluate", "format_metrics", "entity_key", "relation_key", "SECTIONS"]

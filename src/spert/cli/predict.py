@@ -1,0 +1,280 @@
+"""Prediction commands: ``spert eval``, ``predict``, ``extract``, ``export-onnx`` and
+``visualize``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from spert.cli.common import add_runtime_option, load_model
+from spert.data import DataError, check_dataset, read_dataset, read_types, write_dataset
+from spert.evaluation import format_metrics
+from spert.evaluation.visualize import (
+    COMPARISON_TITLE,
+    PREDICTIONS_TITLE,
+    render_comparison,
+    render_sentences,
+    write_html,
+)
+from spert.model.onnx import export_onnx
+from spert.runtime.io import (
+    FORMATS,
+    INPUT_FORMATS,
+    INTERRUPTED_EXIT_CODE,
+    DocumentWriter,
+    guess_input_format,
+    guess_output_format,
+    open_input,
+    read_inputs,
+    run_extract,
+    sigterm_as_interrupt,
+)
+from spert.runtime.ray import extract_shards
+from spert.utils import atomic_write_text
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    model = load_model(args.model, args.device, args.runtime)
+    data = read_dataset(args.data, model.types)
+    metrics, predictions = model.evaluate(
+        data, no_overlap=args.no_overlap, batch_size=args.batch_size, progress=True
+    )
+    print(format_metrics(metrics))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(metrics, indent=2))
+    if args.predictions:
+        write_dataset(args.predictions, predictions)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    model = load_model(args.model, args.device, args.runtime)
+    sentences, problems = check_dataset(args.input, None, annotated=False)
+    if problems:
+        raise DataError("; ".join(str(p) for p in problems[:5]))
+    predictions = model.predict(sentences, batch_size=args.batch_size, progress=True)
+    write_dataset(args.out, predictions)
+    n_ent = sum(len(p.entities) for p in predictions)
+    n_rel = sum(len(p.relations) for p in predictions)
+    print(f"{len(predictions)} sentences, {n_ent} entities, {n_rel} relations -> {args.out}")
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    """``spert extract``: raw text in, documents with entities and relations out, streamed;
+    an interrupted run leaves a valid output of what was done (see spert.runtime.io)."""
+    if getattr(args, "ray", False):
+        cmd_extract_ray(args)
+        return
+    if args.batch_size is not None and args.batch_size < 1:
+        raise DataError(f"--batch-size must be at least 1, got {args.batch_size}")
+    input_format = args.input_format or guess_input_format(args.input)
+    fmt = args.format or guess_output_format(args.out)
+    target = "stdout" if args.out == "-" else args.out
+    writer: DocumentWriter | None = None
+    with sigterm_as_interrupt():
+        try:
+            with open_input(args.input) as stream:
+                model = load_model(args.model, args.device, args.runtime)
+                name = "stdin" if args.input == "-" else Path(args.input).name
+                with DocumentWriter(args.out, fmt, title=f"spert extract: {name}") as writer:
+                    inputs = read_inputs(stream, input_format, args.input)
+                    run_extract(model, inputs, writer, args.batch_size, not args.quiet)
+        except KeyboardInterrupt:
+            done = f"; wrote {writer.documents} document(s) to {target}" if writer else ""
+            print(f"spert: interrupted{done}", file=sys.stderr)
+            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+        except DataError as e:
+            if writer is not None and writer.documents:
+                raise DataError(f"{e} (wrote {writer.documents} document(s) to {target})") from e
+            raise
+    if not args.quiet:
+        print(
+            f"{writer.documents} documents, {writer.entities} entities, "
+            f"{writer.relations} relations -> {target}",
+            file=sys.stderr,
+        )
+
+
+def cmd_extract_ray(args: Any) -> None:
+    """``spert extract --ray``: see the module docstring."""
+    if args.out == "-":
+        raise DataError("--ray writes one JSONL file per input shard: give --out DIR")
+    if args.format not in (None, "jsonl"):
+        raise DataError(f"--ray writes JSON Lines shards; --format {args.format} is not supported")
+    if args.device is not None:
+        raise DataError(
+            "--device does not apply with --ray: actors use a GPU when --gpus-per-actor > 0"
+        )
+    with sigterm_as_interrupt():
+        try:
+            summary = extract_shards(
+                args.input,
+                args.out,
+                args.model,
+                input_format=args.input_format,
+                actors=args.actors,
+                cpus_per_actor=args.cpus_per_actor,
+                gpus_per_actor=args.gpus_per_actor,
+                batch_size=args.batch_size,
+                docs_per_batch=args.docs_per_batch,
+                address=args.ray_address,
+                progress=not args.quiet,
+            )
+        except KeyboardInterrupt:
+            print(
+                f"spert: interrupted; finished shards are in {args.out}, rerun to do the rest",
+                file=sys.stderr,
+            )
+            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+    if not args.quiet:
+        print(
+            f"{summary.written} shard(s) written, {summary.skipped} skipped (finished before), "
+            f"{summary.documents} documents, {summary.entities} entities, "
+            f"{summary.relations} relations -> {args.out} ({summary.seconds:.1f} s, "
+            f"{summary.actors} actor(s))",
+            file=sys.stderr,
+        )
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> None:
+    for path in export_onnx(args.model, int8=args.int8):
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    """``spert visualize``: an HTML page of predictions, compared with gold if given."""
+    types = read_types(args.types)
+    predicted = read_dataset(args.pred, types)
+    if args.gold:
+        gold = read_dataset(args.gold, types)
+        page = render_comparison(gold, predicted, types, title=args.title or COMPARISON_TITLE)
+    else:
+        page = render_sentences(predicted, title=args.title or PREDICTIONS_TITLE)
+    write_html(args.out, page)
+    print(f"{len(predicted)} sentences -> {args.out}")
+
+
+def register(sub: Any) -> None:
+    """Add ``eval``, ``predict``, ``extract``, ``export-onnx`` and ``visualize``."""
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on gold data",
+        description="Print precision, recall and F1 (micro, macro, per type).",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--data", required=True, help="gold data (SpERT JSON or JSONL)")
+    p.add_argument("--out", help="write the metrics JSON here")
+    p.add_argument("--predictions", help="also write the predictions here")
+    p.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="ignore overlapping entities (the ADE 'without overlap' setting)",
+    )
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device")
+    add_runtime_option(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict entities and relations",
+        description="Read tokenized sentences (SpERT JSON or JSONL), write them "
+        "with predicted entities and relations and their scores.",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--input", required=True, help="SpERT JSON or JSONL with 'tokens'")
+    p.add_argument("--out", required=True, help="output file (.jsonl for JSON Lines)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device")
+    add_runtime_option(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "extract",
+        help="extract entities and relations from raw text",
+        description="Split raw text into sentences and words, predict entities and relations, "
+        "and stream the results (character offsets into the text) to the output. An "
+        "interrupted run (Ctrl-C, SIGTERM) leaves a valid output with the documents done so "
+        "far and exits with code 130.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory (default: the model of `spert demo`, "
+        "$SPERT_HOME/default-model or ~/.cache/spert/default-model)",
+    )
+    p.add_argument("--input", default="-", help="input file, or - for stdin (default: -)")
+    p.add_argument("--out", default="-", help="output file, or - for stdout (default: -)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: from the --out suffix .json/.tsv/.html, else jsonl)",
+    )
+    p.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default=None,
+        help="lines: one document per non-empty line; text: the whole input is one "
+        "document; jsonl: records with 'text' (or 'tokens') and optional 'id' "
+        "(default: jsonl for *.jsonl inputs, else lines)",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_runtime_option(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    ray = p.add_argument_group(
+        "corpus scale (Ray Data)",
+        "with --ray, --input is a file, a directory or a (quoted) glob of shards and --out a "
+        "directory that gets one OUT/<shard>.jsonl per input shard, records as --format jsonl "
+        "writes them; a rerun skips finished shards",
+    )
+    ray.add_argument(
+        "--ray", action="store_true", help="extract with a pool of model actors on Ray Data"
+    )
+    ray.add_argument("--actors", type=int, default=1, help="model actors (default: 1)")
+    ray.add_argument(
+        "--cpus-per-actor", type=float, default=1.0, help="CPUs (threads) per actor (default: 1)"
+    )
+    ray.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=0.0,
+        help="GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU (default: 0)",
+    )
+    ray.add_argument(
+        "--docs-per-batch", type=int, default=64, help="documents per actor call (default: 64)"
+    )
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join, e.g. auto or ray://HOST:10001 "
+        "(default: $RAY_ADDRESS, else a local Ray instance)",
+    )
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser(
+        "export-onnx",
+        help="export a model's encoder to ONNX for CPU inference with onnxruntime",
+        description="Write MODEL/onnx/encoder.onnx (and with --int8 its dynamically quantized "
+        "copy encoder.int8.onnx). Use them with --runtime onnx / onnx-int8 in predict, eval and "
+        "extract, or SpERT.load(MODEL, runtime='onnx').",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--int8", action="store_true", help="also write an int8-quantized copy")
+    p.set_defaults(func=cmd_export_onnx)
+
+    p = sub.add_parser(
+        "visualize",
+        help="write an HTML page of predictions (vs gold)",
+        description="Write a self-contained HTML page showing entities and relations; with "
+        "--gold, each is marked TP (correct), FP (predicted only) or FN (gold only).",
+    )
+    p.add_argument("--gold", help="gold sentences (SpERT JSON or JSONL)")
+    p.add_argument("--pred", required=True, help="predicted sentences, in the same order")
+    p.add_argument("--types", required=True, help="types file")
+    p.add_argument("--out", required=True, help="the HTML page to write")
+    p.add_argument("--title", help="page title")
+    p.set_defaults(func=cmd_visualize)

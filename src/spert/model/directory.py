@@ -1,0 +1,143 @@
+"""The model directory: what a saved model needs to predict, and nothing else.
+
+``spert.json`` (layout version, spert version, model options, types), ``encoder/`` (the Hugging
+Face encoder and its tokenizer) and ``heads.safetensors`` (everything outside the encoder).
+Training options (learning rate, epochs, ...) are the training run's record, not the model's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, PreTrainedTokenizerBase
+
+from spert.config import MODEL_OPTIONS, ConfigError, ModelConfig, SpertConfig
+from spert.data import DataError, Types
+from spert.model.encoding import load_tokenizer
+from spert.model.modeling import SpertModel
+from spert.utils import atomic_replace_dir
+from spert.version import __version__
+
+#: Version of the model directory layout; a directory of another version is refused.
+FORMAT_VERSION = 1
+META_FILE = "spert.json"
+HEADS_FILE = "heads.safetensors"
+ENCODER_DIR = "encoder"
+#: Where the encoder runs: PyTorch, or onnxruntime on the CPU (see spert.model.onnx).
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
+class ModelError(RuntimeError):
+    """A model directory that cannot be loaded."""
+
+
+@dataclass
+class SavedModel:
+    """The parts of a model directory, loaded."""
+
+    model: SpertModel
+    tokenizer: PreTrainedTokenizerBase
+    types: Types
+    config: ModelConfig
+
+
+def default_model_dir() -> Path:
+    """Where ``spert demo`` puts its model: ``$SPERT_HOME/default-model`` if SPERT_HOME is set,
+    else ``~/.cache/spert/default-model``."""
+    home = os.environ.get("SPERT_HOME")
+    root = Path(home).expanduser() if home else Path.home() / ".cache" / "spert"
+    return root / "default-model"
+
+
+def find_model_dir(path: str | os.PathLike[str] | None) -> Path:
+    """``path`` checked to be a model directory; without a path, the default model's."""
+    if path is None:
+        default = default_model_dir()
+        if not (default / META_FILE).is_file():
+            raise ModelError(
+                f"no default model in {default}: run `spert demo` first to create it, "
+                "or give a model directory"
+            )
+        return default
+    path = Path(path)
+    if not (path / META_FILE).is_file():
+        raise ModelError(f"{path}: not a SpERT model directory (no {META_FILE})")
+    return path
+
+
+def read_meta(path: Path) -> tuple[ModelConfig, Types]:
+    """The model options and types of a model directory.
+
+    Directories written before model and training options were apart store every option of
+    the run; their training options are ignored.
+    """
+    meta_path = path / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{meta_path}: unreadable ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path}: not a SpERT model description")
+    for required in (HEADS_FILE, ENCODER_DIR):
+        if not (path / required).exists():
+            raise ModelError(f"{path}: incomplete model directory, {required} is missing")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: saved by spert {meta.get('spert_version', '?')} in model format "
+            f"{meta.get('format_version')!r}; this spert {__version__} reads format "
+            f"{FORMAT_VERSION}. Retrain or use a matching spert version."
+        )
+    try:
+        stored = meta["config"]
+        if not isinstance(stored, dict):
+            raise ConfigError("'config' must be an object of model options")
+        training = {f.name for f in fields(SpertConfig)} - set(MODEL_OPTIONS)
+        options = {k: v for k, v in stored.items() if k not in training}
+        config = ModelConfig.from_dict(options, str(meta_path))
+        types = Types.from_dict(meta["types"], str(meta_path))
+    except (ConfigError, DataError, KeyError) as e:
+        raise ModelError(f"{meta_path}: {e}") from None
+    return config, types
+
+
+def load_model_dir(path: Path) -> SavedModel:
+    """Encoder, heads, tokenizer, types and options of the model directory ``path``."""
+    config, types = read_meta(path)
+    encoder_path = path / ENCODER_DIR
+    tokenizer = load_tokenizer(encoder_path, config.lowercase)
+    encoder = AutoModel.from_pretrained(encoder_path)
+    model = SpertModel(encoder, len(types.entities), len(types.relations), config)
+    missing, unexpected = model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)
+    missing = [k for k in missing if not k.startswith("encoder.")]
+    if missing or unexpected:
+        raise ModelError(f"{path}: heads do not match (missing {missing}, unexpected {unexpected})")
+    model.eval()
+    return SavedModel(model, tokenizer, types, config)
+
+
+def save_model_dir(path: str | os.PathLike[str], saved: SavedModel) -> None:
+    """Write the model directory atomically: a temporary folder, then a rename."""
+
+    def fill(tmp: Path) -> None:
+        saved.model.encoder.save_pretrained(tmp / ENCODER_DIR, safe_serialization=True)
+        saved.tokenizer.save_pretrained(tmp / ENCODER_DIR)
+        heads = {
+            name: tensor.detach().contiguous().cpu()
+            for name, tensor in saved.model.state_dict().items()
+            if not name.startswith("encoder.")
+        }
+        save_file(heads, str(tmp / HEADS_FILE))
+        meta: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "spert_version": __version__,
+            "config": saved.config.to_dict(),
+            "types": saved.types.to_dict(),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    atomic_replace_dir(path, fill)

@@ -1,0 +1,281 @@
+"""The inference object: ``SpERT.load(path).predict(sentences)`` and ``.extract(text)``.
+
+A thin facade: the model directory is read and written by :mod:`spert.model.directory`,
+sentences are encoded, batched and decoded by :mod:`spert.model`, raw text is streamed by
+:mod:`spert.runtime.extraction`, and metrics come from :mod:`spert.evaluation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
+
+from spert.config import ModelConfig, SpertConfig
+from spert.data import Context, DataError, Sentence, Types, check_record, document_contexts
+from spert.evaluation import evaluate
+from spert.model.candidates import Batch, candidate_spans, collate
+from spert.model.decoding import decode_batch
+from spert.model.directory import (
+    RUNTIMES,
+    ModelError,
+    SavedModel,
+    find_model_dir,
+    load_model_dir,
+    save_model_dir,
+)
+from spert.model.encoding import (
+    EncodedSentence,
+    SentenceEncoder,
+    encoder_input_limit,
+    load_tokenizer,
+    resolve_encoder,
+)
+from spert.model.modeling import SpertModel, default_device
+from spert.model.onnx import OnnxEncoder, onnx_path
+from spert.results import Document
+from spert.runtime.extraction import DocumentInput, extract_stream
+
+
+class SpERT:
+    """A trained (or freshly initialized) SpERT model with its tokenizer and types."""
+
+    def __init__(
+        self,
+        model: SpertModel,
+        tokenizer: PreTrainedTokenizerBase,
+        types: Types,
+        config: ModelConfig,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.model = model
+        self.runtime = "torch"  # or "onnx" / "onnx-int8": see load()
+        self.tokenizer = tokenizer
+        self.types = types
+        self.config = config
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model.to(self.device)
+        encoder_config = model.encoder.config
+        limit = encoder_input_limit(
+            tokenizer,
+            encoder_config.max_position_embeddings,
+            encoder_config.model_type,
+            config.max_encoder_length,
+        )
+        self.sentence_encoder = SentenceEncoder(tokenizer, limit)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else 0
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, types: Types, config: SpertConfig, device: torch.device | str | None = None
+    ) -> SpERT:
+        """A new model on top of the configured encoder, initialized as ``config.encoder_init``
+        says: pre-trained weights (fine-tuned or, ``frozen``, never updated) or ``random``
+        ones (the encoder's architecture, trained from scratch; drawn from torch's RNG)."""
+        path = resolve_encoder(config.encoder)
+        try:
+            tokenizer = load_tokenizer(path, config.lowercase)
+            if config.encoder_init == "random":
+                encoder = AutoModel.from_config(AutoConfig.from_pretrained(path))
+            else:
+                encoder = AutoModel.from_pretrained(path)
+        except OSError as e:
+            raise ModelError(f"cannot load encoder {config.encoder!r}: {e}") from None
+        if config.encoder_init == "frozen":
+            # No encoder parameter needs a gradient, so autograd records nothing in the encoder
+            # pass (it costs what inference costs) and the optimizer skips these parameters.
+            encoder.requires_grad_(False)
+        model_config = config.model_config()
+        model = SpertModel(encoder, len(types.entities), len(types.relations), model_config)
+        return cls(model, tokenizer, types, model_config, device)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        device: torch.device | str | None = None,
+        runtime: str = "torch",
+    ) -> SpERT:
+        """Load a model directory written by :meth:`save`; without a path, the default model
+        (:func:`spert.model.directory.default_model_dir`, written by ``spert demo``).
+
+        ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime on the CPU from
+        the files ``spert export-onnx`` writes (see :mod:`spert.model.onnx`)."""
+        if runtime not in RUNTIMES:
+            raise ModelError(f"unknown runtime {runtime!r}; choose {', '.join(RUNTIMES)}")
+        if runtime != "torch" and device is not None and torch.device(device).type != "cpu":
+            raise ModelError(f"runtime {runtime} runs on the CPU only, not on {device}")
+        path = find_model_dir(path)
+        saved = load_model_dir(path)
+        if runtime != "torch":
+            encoder_config = saved.model.encoder.config
+            saved.model.encoder = OnnxEncoder(onnx_path(path, runtime), encoder_config)
+            device = "cpu"
+        spert = cls(saved.model, saved.tokenizer, saved.types, saved.config, device)
+        spert.runtime = runtime
+        return spert
+
+    def save(self, path: str | Path) -> None:
+        """Write the model directory atomically: a temporary folder, then a rename."""
+        if self.runtime != "torch":
+            raise ModelError(f"a model loaded with runtime {self.runtime} cannot be saved")
+        save_model_dir(path, SavedModel(self.model, self.tokenizer, self.types, self.config))
+
+    # -- inference -----------------------------------------------------------------------
+    def document_contexts(self, sentences: Sequence[Sentence]) -> list[Context] | None:
+        """Each sentence's document context (words before, words after), as
+        ``config.context_words`` says (see :func:`spert.data.document_contexts`); None for 0."""
+        if self.config.context_words <= 0:
+            return None
+        return document_contexts(sentences, self.config.context_words)
+
+    def encode(
+        self, sentences: Sequence[Sentence], contexts: Sequence[Context] | None = None
+    ) -> list[EncodedSentence]:
+        """Subword encodings; with ``config.context_words``, each sentence is encoded with the
+        words around it in its document (``contexts`` given, or from the sentences' doc_ids)."""
+        if contexts is None:
+            contexts = self.document_contexts(sentences)
+        return self.sentence_encoder.encode([s.tokens for s in sentences], contexts)
+
+    def inference_batches(
+        self,
+        sentences: Sequence[Sentence],
+        batch_size: int,
+        contexts: Sequence[Context] | None = None,
+    ) -> Iterator[tuple[list[int], Batch]]:
+        """Length-bucketed batches of candidate spans, with the indices they hold. Document
+        contexts come from the whole input (``contexts`` or the sentences' doc_ids), before
+        sentences are reordered."""
+        if contexts is None:
+            contexts = self.document_contexts(sentences)
+        lengths = [len(s.tokens) for s in sentences]
+        if contexts is not None:
+            lengths = [n + len(left) + len(right) for n, (left, right) in zip(lengths, contexts)]
+        order = np.argsort(lengths, kind="stable")
+        for i in range(0, len(order), batch_size):
+            chunk = order[i : i + batch_size].tolist()
+            encoded = self.sentence_encoder.encode(
+                [sentences[j].tokens for j in chunk],
+                None if contexts is None else [contexts[j] for j in chunk],
+            )
+            spans = [candidate_spans(e, self.config.max_span_size) for e in encoded]
+            yield chunk, collate(encoded, spans, self.pad_token_id)
+
+    def predict(
+        self,
+        sentences: Sequence[Sentence | Sequence[str] | dict[str, Any]],
+        batch_size: int | None = None,
+        progress: bool = False,
+        contexts: Sequence[Context] | None = None,
+    ) -> list[Sentence]:
+        """Entities and relations for each pre-tokenized sentence, in input order.
+
+        Takes token lists, Sentences or SpERT JSON records (their annotations are ignored).
+        With ``config.context_words``, sentences with a ``doc_id`` are encoded with the words
+        around them in their document (its other sentences, consecutive in ``sentences``);
+        ``contexts`` gives them instead (words before, words after each sentence; at most
+        ``context_words`` of each are used, none for 0), e.g. for a share of a larger input:
+        the :meth:`document_contexts` of the whole input, sliced like the share.
+        """
+        inputs = [_as_sentence(s, i) for i, s in enumerate(sentences)]
+        words = self.config.context_words
+        if contexts is None:
+            contexts = self.document_contexts(inputs)
+        elif len(contexts) != len(inputs):
+            raise DataError(f"{len(contexts)} contexts for {len(inputs)} sentences")
+        elif words <= 0:
+            contexts = None  # the model was trained without context
+        else:
+            contexts = [(list(left)[-words:], list(right)[:words]) for left, right in contexts]
+        batch_size = batch_size or self.config.eval_batch_size
+        results: list[Sentence | None] = [None] * len(inputs)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with (
+                torch.inference_mode(),
+                tqdm(total=len(inputs), unit="sent", disable=not progress, desc="predict") as bar,
+            ):
+                for chunk, batch in self.inference_batches(inputs, batch_size, contexts):
+                    decoded = decode_batch(
+                        self.model,
+                        batch.to(self.device),
+                        self.types,
+                        self.config.relation_threshold,
+                        self.config.max_pairs,
+                    )
+                    for j, (entities, relations) in zip(chunk, decoded):
+                        source = inputs[j]
+                        results[j] = Sentence(
+                            list(source.tokens), entities, relations, source.orig_id, source.doc_id
+                        )
+                    bar.update(len(chunk))
+        finally:
+            self.model.train(was_training)
+        return [r for r in results if r is not None]
+
+    def extract(
+        self,
+        texts: str | Iterable[DocumentInput],
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> Document | list[Document]:
+        """Entities and relations in raw text: a Document for a string, a list of Documents
+        for a list (of texts, token lists, ``(id, text)`` tuples, ...; see DocumentInput).
+
+        A token list is pre-tokenized input: its text is the tokens joined by single spaces.
+        With ``config.context_words``, each sentence is encoded with the words around it in
+        its document.
+        """
+        if isinstance(texts, str):
+            return next(iter(self.extract_stream([texts], batch_size=batch_size)))
+        items = texts if isinstance(texts, Sequence) else list(texts)
+        stream = self.extract_stream(items, batch_size=batch_size)
+        bar = tqdm(stream, total=len(items), unit="doc", disable=not progress, desc="extract")
+        with bar:
+            return list(bar)
+
+    def extract_stream(
+        self, texts: Iterable[DocumentInput], batch_size: int | None = None
+    ) -> Iterator[Document]:
+        """Like :meth:`extract` for a list, but lazily: reads ``texts`` as it goes and yields
+        each Document, in input order, once all its sentences are predicted; memory does not
+        grow with the input (see :func:`spert.runtime.extraction.extract_stream`)."""
+        size = batch_size or self.config.eval_batch_size
+        return extract_stream(
+            texts,
+            lambda tokens, contexts: self.predict(tokens, size, contexts=contexts),
+            size,
+            self.config.max_sentence_words,
+            self.config.context_words,
+        )
+
+    def evaluate(
+        self,
+        data: Sequence[Sentence],
+        no_overlap: bool = False,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> tuple[dict[str, Any], list[Sentence]]:
+        """Metrics against gold sentences, and the predictions they were computed from."""
+        predictions = self.predict(data, batch_size=batch_size, progress=progress)
+        return evaluate(data, predictions, self.types, no_overlap=no_overlap), predictions
+
+
+def _as_sentence(item: Sentence | Sequence[str] | dict[str, Any], index: int) -> Sentence:
+    if isinstance(item, Sentence):
+        record: Any = {"tokens": item.tokens, "orig_id": item.orig_id, "doc_id": item.doc_id}
+    else:
+        record = item if isinstance(item, dict) else {"tokens": list(item)}
+    sentence, problems = check_record(record, index, "<input>", None, annotated=False)
+    if problems or sentence is None:
+        raise DataError(str(problems[0]))
+    return sentence

@@ -1,0 +1,20 @@
+"""Training: the trainer, the objective and optimizer, batches and sampling streams,
+checkpoints and data-parallel plumbing."""
+
+from spert.training.batches import SampleStreams, epoch_batches, step_shares
+from spert.training.optim import ADAM_BETAS, learning_rate_factor, make_optimizer, spert_loss
+from spert.training.trainer import Trainer, TrainResult, seed_everything, train
+
+__all__ = [
+    "ADAM_BETAS",
+    "SampleStreams",
+    "TrainResult",
+    "Trainer",
+    "epoch_batches",
+    "learning_rate_factor",
+    "make_optimizer",
+    "seed_everything",
+    "spert_loss",
+    "step_shares",
+    "train",
+]

@@ -1,0 +1,119 @@
+"""Small shared pieces: atomic file writes and duration formatting."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[Path], None],
+    fsync: bool = False,
+    suffix: str = ".tmp",
+) -> Path:
+    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash at any moment leaves either the old file or the complete new one, never a partial
+    one; with ``fsync`` the data reach the disk before the rename (and the rename after it).
+    The file is readable by everyone (0644), like a file written with ``open``; ``suffix``
+    ends the temporary file's name (some writers pick the format from it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files; results are for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_directory(path.parent)
+    return path
+
+
+class AtomicFile:
+    """A text file written under a temporary name beside ``path``: :meth:`commit` renames it
+    over ``path`` (flushed to disk first), :meth:`discard` deletes it. For output written as
+    it is produced; :func:`atomic_write` for output written at once."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self.tmp = Path(name)
+        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.chmod(self.tmp, 0o644)  # mkstemp makes owner-only files
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, fsync: bool = False) -> Path:
+    """Write ``text`` (UTF-8, line ends as given) atomically; see :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""), fsync)
+
+
+def atomic_replace_dir(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
+    """Have ``fill`` write a new directory beside ``path``, then put it in place of ``path``
+    (an existing one is moved aside first and deleted after), so that ``path`` is at every
+    moment either the old directory or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX); a no-op where directories cannot be
+    opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for logs and reports: ``42 s``, ``3.5 min``, ``1.2 h``."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
