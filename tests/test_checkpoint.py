@@ -50,7 +50,7 @@ def test_load_latest_skips_an_unreadable_checkpoint(tmp_path, caplog):
     save_checkpoint(folder, 1, {"x": torch.ones(2)}, keep=3)
     newest = save_checkpoint(folder, 2, {"x": torch.zeros(1000)}, keep=3)
     newest.write_bytes(newest.read_bytes()[:300])  # truncated, e.g. a disk filled up
-    with caplog.at_level(logging.WARNING, logger="spert.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="spert.training.checkpoint"):
         latest = load_latest(folder)
     assert latest is not None and latest["step"] == 1
     assert "step_00000002.pt" in caplog.text

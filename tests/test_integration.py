@@ -89,8 +89,10 @@ def test_cli_train_eval_predict(tmp_path: Path) -> None:
     assert (out / "final" / "spert.json").is_file() and (out / "best" / "spert.json").is_file()
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # --epochs 2 overrides the config file's 3
-    meta = json.loads((out / "final" / "spert.json").read_text())
-    assert meta["config"]["neg_entity_count"] == 50 and meta["config"]["seed"] == 5
+    run = json.loads((out / "run.json").read_text())  # the run's record: every option
+    assert run["config"]["neg_entity_count"] == 50 and run["config"]["seed"] == 5
+    meta = json.loads((out / "final" / "spert.json").read_text())  # the model's options only
+    assert "neg_entity_count" not in meta["config"] and "seed" not in meta["config"]
 
     run = run_cli(
         "eval", "--model", "out/final", "--data", str(dev_file), "--out", "m.json", cwd=tmp_path

@@ -164,7 +164,7 @@ def test_finished_shards_are_skipped_without_ray(model_dir, shard_dir, tmp_path,
     out.mkdir()
     for name in ("a.jsonl", "b.jsonl", "empty.jsonl"):
         (out / name).write_text("", encoding="utf-8")
-    with caplog.at_level(logging.INFO, logger="spert.ray_extract"):
+    with caplog.at_level(logging.INFO, logger="spert.runtime.ray"):
         summary = R.extract_shards(str(shard_dir), out, model_dir)
     assert (summary.shards, summary.skipped, summary.written) == (3, 3, 0)
     assert caplog.text.count("skipping finished shard") == 3
@@ -273,7 +273,7 @@ def test_ray_output_equals_single_process_and_reruns_resume(
         run_cli("--model", str(model_dir), "--input", str(shard_dir / name), "--out", str(target))
     out = tmp_path / "out"
     capsys.readouterr()
-    with caplog.at_level(logging.INFO, logger="spert.ray_extract"):
+    with caplog.at_level(logging.INFO, logger="spert.runtime.ray"):
         run_cli(
             *("--ray", "--actors", "2", "--docs-per-batch", "1", "--model", str(model_dir)),
             *("--input", str(shard_dir), "--out", str(out)),
@@ -298,7 +298,7 @@ def test_ray_output_equals_single_process_and_reruns_resume(
     # A rerun skips every finished shard; a deleted output shard is redone, alone.
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="spert.ray_extract"):
+    with caplog.at_level(logging.INFO, logger="spert.runtime.ray"):
         summary = R.extract_shards(str(shard_dir), out, model_dir, actors=2)
     assert (summary.skipped, summary.written, summary.documents) == (3, 0, 0)
     assert caplog.text.count("skipping finished shard") == 3
