@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from spert.training import batches
 from spert.api import SpERT
 from spert.cli import main as cli_main
 from spert.data import write_dataset
-from spert.training import train
+from spert.training import batches, train
 from spert.training.checkpoint import (
     CheckpointError,
     list_checkpoints,

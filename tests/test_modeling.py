@@ -115,16 +115,13 @@ def make_spert(types: Types, config: SpertConfig) -> SpERT:
     return SpERT.create(types, config, "cpu")
 
 
-def training_batch(
-    spert: SpERT, sentences: list[Sentence], types: Types, seed: int = 0
-) -> Batch:
+def training_batch(spert: SpERT, sentences: list[Sentence], types: Types, seed: int = 0) -> Batch:
     """Samples drawn with the default sampling options (training options, not the model's)."""
     config = SpertConfig(**spert.config.to_dict())
     rng = np.random.default_rng(seed)
     encoded = spert.encode(sentences)
     samples = [
-        sample_training(s, e, types, config, rng)
-        for s, e in zip(sentences, encoded, strict=True)
+        sample_training(s, e, types, config, rng) for s, e in zip(sentences, encoded, strict=True)
     ]
     return collate(encoded, [s.spans for s in samples], spert.pad_token_id, samples)
 
