@@ -52,9 +52,10 @@ SLOW_SECONDS = 4.0
 #: parent's check of the model) cannot load the model.
 SERVER_SCRIPT = f"""
 import os, sys, time
+import spert.serve.app as app
 import spert.serve.cli as cli
 
-_load_app = cli.load_app
+_load_app = app.load_app
 
 def load_app(*args, **kwargs):
     if os.environ.get("SPERT_TEST_FAIL_WORKERS") and os.environ.get("SPERT_SERVE_WORKER"):
@@ -75,7 +76,7 @@ def load_app(*args, **kwargs):
     SpERT.predict = predict
     return _load_app(*args, **kwargs)
 
-cli.load_app = load_app
+app.load_app = load_app
 
 if __name__ == "__main__":
     cli.main(sys.argv[1:])

@@ -22,11 +22,11 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from spert import __version__
 from spert.data import DataError
 from spert.results import Document
 from spert.serve.batching import Extractor, MicroBatcher, Unavailable
 from spert.serve.settings import ServeSettings
+from spert.version import __version__
 
 logger = logging.getLogger("spert.serve")
 
@@ -297,4 +297,25 @@ def create_app(
             body = _render(documents)
         return Response(body, media_type="application/json")
 
+    return app
+
+
+def load_app(model_dir: str | None, settings: ServeSettings, device: str | None = None) -> Any:
+    """Load the model and build its HTTP app: the work of one server process, with
+    ``settings.threads`` torch threads."""
+    # Torch loads with the model, in the process that serves it: the parent of --workers
+    # never does.
+    from spert.api import SpERT
+
+    set_threads(settings.threads)
+    model = SpERT.load(model_dir, device=device)
+    app = create_app(model, settings)
+    logger.info(
+        "model %s: %d entity and %d relation types, on %s (%d torch threads)",
+        model_dir or "(default)",
+        len(model.types.entities),
+        len(model.types.relations),
+        model.device,
+        torch_threads(),
+    )
     return app

@@ -11,7 +11,6 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from spert.config import ConfigError
 from spert.data import DataError
@@ -25,26 +24,6 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(**{k: getattr(args, k) for k in ServeSettings.field_names()})
 
 
-def load_app(model_dir: str | None, settings: ServeSettings, device: str | None = None) -> Any:
-    """Load the model and build its HTTP app: the work of one server process, with
-    ``settings.threads`` torch threads."""
-    from spert.api import SpERT
-    from spert.serve.app import create_app, set_threads, torch_threads
-
-    set_threads(settings.threads)
-    model = SpERT.load(model_dir, device=device)
-    app = create_app(model, settings)
-    logger.info(
-        "model %s: %d entity and %d relation types, on %s (%d torch threads)",
-        model_dir or "(default)",
-        len(model.types.entities),
-        len(model.types.relations),
-        model.device,
-        torch_threads(),
-    )
-    return app
-
-
 def serve(model_dir: str | None, settings: ServeSettings, device: str | None = None) -> None:
     """Load the model and serve it with uvicorn until SIGINT/SIGTERM, which finish the requests
     in flight (up to ``settings.shutdown_timeout_s``) before the process exits with status 0.
@@ -55,6 +34,8 @@ def serve(model_dir: str | None, settings: ServeSettings, device: str | None = N
         serve_workers(model_dir, settings, device)
         return
     import uvicorn
+
+    from spert.serve.app import load_app
 
     app = load_app(model_dir, settings, device)
     config = uvicorn.Config(

@@ -178,7 +178,7 @@ def worker_app() -> Any:
     which stops the parent."""
     from uvicorn.config import STARTUP_FAILURE
 
-    from spert.serve.cli import load_app
+    from spert.serve.app import load_app
 
     _quiet_logging()
     spec = os.environ.get(WORKER_ENV)
