@@ -52,11 +52,19 @@ def cmd_convert_dygie(args: argparse.Namespace) -> None:
 
 def register(sub: Any) -> None:
     """Add ``validate``, ``datasets`` and ``convert``."""
+    _add_validate(sub)
+    _add_datasets(sub)
+    _add_convert(sub)
+
+
+def _add_validate(sub: Any) -> None:
     p = sub.add_parser("validate", help="list every problem in dataset files")
     p.add_argument("--data", required=True, nargs="+", help="dataset file(s)")
     p.add_argument("--types", required=True, help="types file")
     p.set_defaults(func=cmd_validate)
 
+
+def _add_datasets(sub: Any) -> None:
     p = sub.add_parser(
         "datasets",
         help="download benchmark datasets",
@@ -76,6 +84,8 @@ def register(sub: Any) -> None:
     d.add_argument("--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=cmd_download)
 
+
+def _add_convert(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
         help="convert other dataset formats to SpERT JSON",

@@ -32,7 +32,7 @@ from spert.runtime.io import (
     run_extract,
     sigterm_as_interrupt,
 )
-from spert.runtime.ray import extract_shards
+from spert.runtime.ray import DOCS_PER_BATCH, extract_shards
 from spert.utils import atomic_write_text
 
 
@@ -158,6 +158,14 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 def register(sub: Any) -> None:
     """Add ``eval``, ``predict``, ``extract``, ``export-onnx`` and ``visualize``."""
+    _add_eval(sub)
+    _add_predict(sub)
+    _add_extract(sub)
+    _add_export_onnx(sub)
+    _add_visualize(sub)
+
+
+def _add_eval(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a model on gold data",
@@ -177,6 +185,8 @@ def register(sub: Any) -> None:
     add_runtime_option(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="predict entities and relations",
@@ -191,6 +201,8 @@ def register(sub: Any) -> None:
     add_runtime_option(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_extract(sub: Any) -> None:
     p = sub.add_parser(
         "extract",
         help="extract entities and relations from raw text",
@@ -245,7 +257,10 @@ def register(sub: Any) -> None:
         help="GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU (default: 0)",
     )
     ray.add_argument(
-        "--docs-per-batch", type=int, default=64, help="documents per actor call (default: 64)"
+        "--docs-per-batch",
+        type=int,
+        default=DOCS_PER_BATCH,
+        help=f"documents per actor call (default: {DOCS_PER_BATCH})",
     )
     ray.add_argument(
         "--ray-address",
@@ -255,6 +270,8 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_extract)
 
+
+def _add_export_onnx(sub: Any) -> None:
     p = sub.add_parser(
         "export-onnx",
         help="export a model's encoder to ONNX for CPU inference with onnxruntime",
@@ -266,6 +283,8 @@ def register(sub: Any) -> None:
     p.add_argument("--int8", action="store_true", help="also write an int8-quantized copy")
     p.set_defaults(func=cmd_export_onnx)
 
+
+def _add_visualize(sub: Any) -> None:
     p = sub.add_parser(
         "visualize",
         help="write an HTML page of predictions (vs gold)",

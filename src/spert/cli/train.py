@@ -108,6 +108,12 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 def register(sub: Any) -> None:
     """Add ``train``, ``cv`` and ``experiment`` to the ``spert`` subcommands."""
+    _add_train(sub)
+    _add_cv(sub)
+    _add_experiment(sub)
+
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train a model",
@@ -143,6 +149,8 @@ def register(sub: Any) -> None:
     add_config_options(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_cv(sub: Any) -> None:
     p = sub.add_parser(
         "cv",
         help="k-fold cross-validation (e.g. ADE)",
@@ -166,6 +174,8 @@ def register(sub: Any) -> None:
     add_config_options(p)
     p.set_defaults(func=cmd_cv)
 
+
+def _add_experiment(sub: Any) -> None:
     p = sub.add_parser(
         "experiment",
         help="run a grid of trainings (ablations) and report",

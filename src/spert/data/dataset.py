@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,10 +195,10 @@ def check_record(
     raw: Any, index: int, source: str, types: Types | None, annotated: bool = True
 ) -> tuple[Sentence | None, list[Problem]]:
     """Turn one raw record into a Sentence, collecting every problem found in it."""
-    problems: list[Problem] = []
     if not isinstance(raw, dict):
         return None, [Problem(source, index, "<record>", "must be a JSON object")]
     orig_id = raw.get("orig_id")
+    problems: list[Problem] = []
 
     def problem(field_name: str, message: str) -> None:
         problems.append(Problem(source, index, field_name, message, orig_id))
@@ -210,16 +210,34 @@ def check_record(
     for i, token in enumerate(tokens):
         if not isinstance(token, str) or not token:
             problem(f"tokens[{i}]", f"must be a non-empty string, got {token!r}")
-    n_words = len(tokens)
     doc_id = raw.get("doc_id")
     if doc_id is not None and not (isinstance(doc_id, str) or _is_index(doc_id)):
         problem("doc_id", f"must be a string or an integer, got {doc_id!r}")
+    raw_entities = _list_field(raw, "entities", annotated, problem)
+    entities = _check_entities(raw_entities, len(tokens), types, problem)
+    raw_relations = _list_field(raw, "relations", annotated, problem)
+    relations = _check_relations(raw_relations, len(raw_entities), types, problem)
+    if problems:
+        return None, problems
+    return Sentence(list(tokens), entities, relations, orig_id, doc_id), problems
 
+
+_Report = Callable[[str, str], None]  # (field, message): one problem of the record
+
+
+def _list_field(raw: dict[str, Any], name: str, annotated: bool, problem: _Report) -> list[Any]:
+    """The record's list ``name`` (none for unannotated input)."""
+    value = raw.get(name, []) if annotated else []
+    if not isinstance(value, list):
+        problem(name, "must be a list")
+        return []
+    return value
+
+
+def _check_entities(
+    raw_entities: list[Any], n_words: int, types: Types | None, problem: _Report
+) -> list[Entity]:
     entities: list[Entity] = []
-    raw_entities = raw.get("entities", []) if annotated else []
-    if not isinstance(raw_entities, list):
-        problem("entities", "must be a list")
-        raw_entities = []
     for i, ent in enumerate(raw_entities):
         name = f"entities[{i}]"
         if not isinstance(ent, dict):
@@ -245,12 +263,13 @@ def check_record(
         score = ent.get("score")
         if ok:
             entities.append(Entity(etype, start, end, score if isinstance(score, float) else None))
+    return entities
 
+
+def _check_relations(
+    raw_relations: list[Any], n_entities: int, types: Types | None, problem: _Report
+) -> list[Relation]:
     relations: list[Relation] = []
-    raw_relations = raw.get("relations", []) if annotated else []
-    if not isinstance(raw_relations, list):
-        problem("relations", "must be a list")
-        raw_relations = []
     # A tuple, not a set: a malformed type may be unhashable (a list) and must be reported.
     relation_names = types.relation_names if types is not None else None
     for i, rel in enumerate(raw_relations):
@@ -267,11 +286,8 @@ def check_record(
             problem(f"{name}.type", f"must be a string, got {rtype!r}")
             ok = False
         for key, value in (("head", head), ("tail", tail)):
-            if not _is_index(value) or not 0 <= value < len(raw_entities):
-                problem(
-                    f"{name}.{key}",
-                    f"{value!r} is not an entity index (0..{len(raw_entities) - 1})",
-                )
+            if not _is_index(value) or not 0 <= value < n_entities:
+                problem(f"{name}.{key}", f"{value!r} is not an entity index (0..{n_entities - 1})")
                 ok = False
         if ok and head == tail:
             problem(name, f"head and tail are the same entity ({head})")
@@ -281,10 +297,7 @@ def check_record(
             relations.append(
                 Relation(rtype, head, tail, score if isinstance(score, float) else None)
             )
-
-    if problems:
-        return None, problems
-    return Sentence(list(tokens), entities, relations, orig_id, doc_id), problems
+    return relations
 
 
 def check_dataset(

@@ -364,7 +364,43 @@ def _sentence_html(
     extra_class: str = "",
 ) -> str:
     levels = _levels(entities)
-    # The colour of each token: that of its covering entity on the lowest row.
+    token_html = _tokens_html(tokens, gaps, entities, levels, colours)
+    marks, entity_items = [], []
+    for i, e in enumerate(entities):
+        mark, item = _entity_html(i, e, tokens, levels[i], colours[e.type])
+        marks.append(mark)
+        entity_items.append(item)
+    relation_items = [
+        _relation_html(i, r, entities[r.head], entities[r.tail], tokens)
+        for i, r in enumerate(relations)
+    ]
+    rows = max(levels, default=-1) + 1
+    none = '<li class="none">none</li>'
+    return (
+        f'<section class="sentence {extra_class}" id="s{number + 1}" data-sentence="{number}">\n'
+        f'<h3>{_e(heading)} <span class="counts">{_e(counts_text)}</span></h3>\n'
+        '<div class="viz"><div class="canvas">'
+        '<svg class="arcs" xmlns="http://www.w3.org/2000/svg" width="0" height="0"></svg>'
+        f'<div class="tokens">{token_html}</div>'
+        f'<div class="ents" data-rows="{rows}">{"".join(marks)}</div>'
+        "</div></div>\n"
+        '<div class="lists">'
+        f'<div><h4>Entities ({len(entities)})</h4><ul class="entity-list">'
+        f"{''.join(entity_items) or none}</ul></div>"
+        f'<div><h4>Relations ({len(relations)})</h4><ul class="relation-list">'
+        f"{''.join(relation_items) or none}</ul></div>"
+        "</div>\n</section>"
+    )
+
+
+def _tokens_html(
+    tokens: list[str],
+    gaps: list[str],
+    entities: Sequence[MarkedEntity],
+    levels: list[int],
+    colours: dict[str, str],
+) -> str:
+    """The sentence's tokens, each coloured as its covering entity on the lowest row."""
     cover: list[int | None] = [None] * len(tokens)
     for i, e in enumerate(entities):
         for t in range(max(e.start, 0), min(e.end, len(tokens))):
@@ -385,84 +421,72 @@ def _sentence_html(
             joined = c is not None and t + 1 < len(cover) and cover[t + 1] == c
             style = f' style="--c:{colours[entities[c].type]}"' if joined and c is not None else ""
             parts.append(f'<span class="gap{" in" if joined else ""}"{style}>{_e(gaps[t])}</span>')
-    token_html = "".join(parts)
+    return "".join(parts)
 
-    def phrase(e: MarkedEntity) -> str:
-        return " ".join(tokens[e.start : e.end])
 
-    marks, entity_items = [], []
-    for i, e in enumerate(entities):
-        colour = colours[e.type]
-        status = f" {e.status}" if e.status else ""
-        label = STATUS_LABELS.get(e.status or "", "")
-        tip = f"{e.type} \u201c{phrase(e)}\u201d [{e.start}, {e.end})"
-        if e.score is not None and e.score == e.score:
-            tip += f" score {_score(e.score)}"
-        if label:
-            tip += f" ({label}: {_STATUS_HELP[e.status or '']})"
-        attrs = (
-            f'data-e="{i}" data-type="{_e(e.type)}" data-start="{e.start}" data-end="{e.end}" '
-            f'data-level="{levels[i]}"'
-            + (f' data-status="{e.status}"' if e.status else "")
-            + f' style="--c:{colour}" title="{_e(tip)}"'
-        )
-        status_html = f' <b class="status">{label}</b>' if label else ""
-        marks.append(f'<span class="ent mark{status}" {attrs}>{_e(e.type)}{status_html}</span>')
-        score = _score(e.score) if e.score is not None and e.score == e.score else ""
-        entity_items.append(
-            f'<li class="ent-item{status}" data-e="{i}" title="{_e(tip)}">'
-            + (f'<span class="badge {e.status}">{label}</span> ' if label else "")
-            + f'<span class="etype" style="--c:{colour}">{_e(e.type)}</span> '
-            f"\u201c{_e(phrase(e))}\u201d "
-            f'<span class="span">[{e.start}, {e.end})</span>'
-            + (f' <span class="score">{score}</span>' if score else "")
-            + "</li>"
-        )
+def _phrase(tokens: list[str], e: MarkedEntity) -> str:
+    return " ".join(tokens[e.start : e.end])
 
-    relation_items = []
-    for i, r in enumerate(relations):
-        head, tail = entities[r.head], entities[r.tail]
-        status = f" {r.status}" if r.status else ""
-        label = STATUS_LABELS.get(r.status or "", "")
-        arc_label = r.type + (f" \u00b7 {label}" if label else "")
-        tip = (
-            f"{r.type}: \u201c{phrase(head)}\u201d ({head.type}) \u2192 "
-            f"\u201c{phrase(tail)}\u201d ({tail.type})"
-        )
-        score = _score(r.score) if r.score is not None and r.score == r.score else ""
-        if score:
-            tip += f" score {score}"
-        if label:
-            tip += f" ({label}: {_STATUS_HELP[r.status or '']})"
-        relation_items.append(
-            f'<li class="rel-item{status}" data-r="{i}" data-head="{r.head}" data-tail="{r.tail}" '
-            f'data-type="{_e(r.type)}"'
-            + (f' data-status="{r.status}"' if r.status else "")
-            + f' data-label="{_e(arc_label)}" title="{_e(tip)}">'
-            + (f'<span class="badge {r.status}">{label}</span> ' if label else "")
-            + f'<span class="rtype">{_e(r.type)}</span>: '
-            f"\u201c{_e(phrase(head))}\u201d ({_e(head.type)}) \u2192 "
-            f"\u201c{_e(phrase(tail))}\u201d ({_e(tail.type)})"
-            + (f' <span class="score">{score}</span>' if score else "")
-            + "</li>"
-        )
 
-    rows = max(levels, default=-1) + 1
-    none = '<li class="none">none</li>'
+def _entity_html(
+    i: int, e: MarkedEntity, tokens: list[str], level: int, colour: str
+) -> tuple[str, str]:
+    """An entity's mark under the text and its item in the entity list."""
+    status = f" {e.status}" if e.status else ""
+    label = STATUS_LABELS.get(e.status or "", "")
+    tip = f"{e.type} \u201c{_phrase(tokens, e)}\u201d [{e.start}, {e.end})"
+    if e.score is not None and e.score == e.score:
+        tip += f" score {_score(e.score)}"
+    if label:
+        tip += f" ({label}: {_STATUS_HELP[e.status or '']})"
+    attrs = (
+        f'data-e="{i}" data-type="{_e(e.type)}" data-start="{e.start}" data-end="{e.end}" '
+        f'data-level="{level}"'
+        + (f' data-status="{e.status}"' if e.status else "")
+        + f' style="--c:{colour}" title="{_e(tip)}"'
+    )
+    status_html = f' <b class="status">{label}</b>' if label else ""
+    mark = f'<span class="ent mark{status}" {attrs}>{_e(e.type)}{status_html}</span>'
+    score = _score(e.score) if e.score is not None and e.score == e.score else ""
+    item = (
+        f'<li class="ent-item{status}" data-e="{i}" title="{_e(tip)}">'
+        + (f'<span class="badge {e.status}">{label}</span> ' if label else "")
+        + f'<span class="etype" style="--c:{colour}">{_e(e.type)}</span> '
+        f"\u201c{_e(_phrase(tokens, e))}\u201d "
+        f'<span class="span">[{e.start}, {e.end})</span>'
+        + (f' <span class="score">{score}</span>' if score else "")
+        + "</li>"
+    )
+    return mark, item
+
+
+def _relation_html(
+    i: int, r: MarkedRelation, head: MarkedEntity, tail: MarkedEntity, tokens: list[str]
+) -> str:
+    """A relation's item in the relation list (the page's script draws its arc from it)."""
+    status = f" {r.status}" if r.status else ""
+    label = STATUS_LABELS.get(r.status or "", "")
+    arc_label = r.type + (f" \u00b7 {label}" if label else "")
+    tip = (
+        f"{r.type}: \u201c{_phrase(tokens, head)}\u201d ({head.type}) \u2192 "
+        f"\u201c{_phrase(tokens, tail)}\u201d ({tail.type})"
+    )
+    score = _score(r.score) if r.score is not None and r.score == r.score else ""
+    if score:
+        tip += f" score {score}"
+    if label:
+        tip += f" ({label}: {_STATUS_HELP[r.status or '']})"
     return (
-        f'<section class="sentence {extra_class}" id="s{number + 1}" data-sentence="{number}">\n'
-        f'<h3>{_e(heading)} <span class="counts">{_e(counts_text)}</span></h3>\n'
-        '<div class="viz"><div class="canvas">'
-        '<svg class="arcs" xmlns="http://www.w3.org/2000/svg" width="0" height="0"></svg>'
-        f'<div class="tokens">{token_html}</div>'
-        f'<div class="ents" data-rows="{rows}">{"".join(marks)}</div>'
-        "</div></div>\n"
-        '<div class="lists">'
-        f'<div><h4>Entities ({len(entities)})</h4><ul class="entity-list">'
-        f"{''.join(entity_items) or none}</ul></div>"
-        f'<div><h4>Relations ({len(relations)})</h4><ul class="relation-list">'
-        f"{''.join(relation_items) or none}</ul></div>"
-        "</div>\n</section>"
+        f'<li class="rel-item{status}" data-r="{i}" data-head="{r.head}" data-tail="{r.tail}" '
+        f'data-type="{_e(r.type)}"'
+        + (f' data-status="{r.status}"' if r.status else "")
+        + f' data-label="{_e(arc_label)}" title="{_e(tip)}">'
+        + (f'<span class="badge {r.status}">{label}</span> ' if label else "")
+        + f'<span class="rtype">{_e(r.type)}</span>: '
+        f"\u201c{_e(_phrase(tokens, head))}\u201d ({_e(head.type)}) \u2192 "
+        f"\u201c{_e(_phrase(tokens, tail))}\u201d ({_e(tail.type)})"
+        + (f' <span class="score">{score}</span>' if score else "")
+        + "</li>"
     )
 
 

@@ -59,6 +59,7 @@ from typing import Any
 from spert.config import PRESETS, ConfigError, SpertConfig, config_differences, preset, read_toml
 from spert.data import Sentence, Types, read_dataset, read_types, write_dataset
 from spert.evaluation import evaluate, mean_std, summarize
+from spert.evaluation.summary import TITLES
 from spert.training import train
 from spert.utils import atomic_write, atomic_write_text, format_duration
 
@@ -69,10 +70,13 @@ PREDICTIONS_FILE = "predictions.json"
 # Report columns; "relation" counts argument spans and relation type only (the setting the paper
 # reports for SciERC), "relation strict" also the argument entity types.
 _REPORTED = {
-    "entity_micro_f1": "entity micro F1",
-    "relation_strict_micro_f1": "relation strict micro F1",
-    "relation_strict_macro_f1": "relation strict macro F1",
-    "relation_micro_f1": "relation micro F1",
+    name: TITLES[name]
+    for name in (
+        "entity_micro_f1",
+        "relation_strict_micro_f1",
+        "relation_strict_macro_f1",
+        "relation_micro_f1",
+    )
 }
 _KEYS = {
     "title",
@@ -381,35 +385,9 @@ def run_experiment(
             eta = f", ETA {format_duration(statistics.mean(seconds) * left)}" if seconds else ""
             logger.info("run %d/%d %s seed %d: training%s", i, len(runs), r.name, r.seed, eta)
             started = time.perf_counter()
-            result = train(
-                r.config,
-                train_data,
-                types,
-                r.directory,
-                dev_data=dev_data,
-                device=device,
-                progress=progress,
+            record = _train_and_test(
+                r, grid, train_data, dev_data, test_data, types, device, progress
             )
-            train_seconds = time.perf_counter() - started
-            predictions = result.model.predict(test_data, progress=progress)
-            write_dataset(r.directory / PREDICTIONS_FILE, predictions)
-            metrics = evaluate(test_data, predictions, types)
-            record = {
-                "name": r.name,
-                "seed": r.seed,
-                "config": r.config.to_dict(),
-                "data": _data_files(grid),
-                "train_seconds": round(train_seconds, 1),
-                "best_epoch": result.best_epoch,
-                "test": summarize(metrics),
-                "test_metrics": metrics,
-            }
-            del result
-            gc.collect()
-            if not grid.keep_models:
-                for model_dir in ("final", "best"):
-                    shutil.rmtree(r.directory / model_dir, ignore_errors=True)
-            atomic_write_text(r.directory / RESULT_FILE, json.dumps(record, indent=2))
             seconds.append(time.perf_counter() - started)
             logger.info(
                 "run %d/%d %s seed %d: entity micro F1 %.2f, relation strict micro F1 %.2f (%s)",
@@ -419,9 +397,48 @@ def run_experiment(
                 r.seed,
                 record["test"]["entity_micro_f1"],
                 record["test"]["relation_strict_micro_f1"],
-                format_duration(train_seconds),
+                format_duration(record["train_seconds"]),
             )
     return write_report(grid, runs, types, test_data, out)
+
+
+def _train_and_test(
+    run: Run,
+    grid: Grid,
+    train_data: Sequence[Sentence],
+    dev_data: Sequence[Sentence] | None,
+    test_data: Sequence[Sentence],
+    types: Types,
+    device: str | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train one run, test its final model, keep the predictions and write the run's
+    result (which marks it finished); the result."""
+    started = time.perf_counter()
+    result = train(
+        run.config, train_data, types, run.directory, dev_data, device=device, progress=progress
+    )
+    train_seconds = time.perf_counter() - started
+    predictions = result.model.predict(test_data, progress=progress)
+    write_dataset(run.directory / PREDICTIONS_FILE, predictions)
+    metrics = evaluate(test_data, predictions, types)
+    record = {
+        "name": run.name,
+        "seed": run.seed,
+        "config": run.config.to_dict(),
+        "data": _data_files(grid),
+        "train_seconds": round(train_seconds, 1),
+        "best_epoch": result.best_epoch,
+        "test": summarize(metrics),
+        "test_metrics": metrics,
+    }
+    del result
+    gc.collect()
+    if not grid.keep_models:
+        for model_dir in ("final", "best"):
+            shutil.rmtree(run.directory / model_dir, ignore_errors=True)
+    atomic_write_text(run.directory / RESULT_FILE, json.dumps(record, indent=2))
+    return record
 
 
 # -- report --------------------------------------------------------------------------------------

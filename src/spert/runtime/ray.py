@@ -39,6 +39,8 @@ from spert.utils import atomic_write_text, format_duration
 
 logger = logging.getLogger(__name__)
 
+#: Documents per actor call (``--docs-per-batch``).
+DOCS_PER_BATCH = 64
 #: Seconds between progress lines while a shard is still running.
 HEARTBEAT_S = 30.0
 #: Starts the message of an error row that is a ModelError.
@@ -273,7 +275,7 @@ def extract_shards(
     cpus_per_actor: float = 1.0,
     gpus_per_actor: float = 0.0,
     batch_size: int | None = None,
-    docs_per_batch: int = 64,
+    docs_per_batch: int = DOCS_PER_BATCH,
     address: str | None = None,
     progress: bool = True,
 ) -> ShardSummary:
@@ -287,15 +289,7 @@ def extract_shards(
     instance, shut down at the end). Actors run on a GPU when ``gpus_per_actor`` > 0.
     """
     start = time.monotonic()
-    for name, value, least in (("actors", actors, 1), ("docs_per_batch", docs_per_batch, 1)):
-        if value < least:
-            raise DataError(f"{name} must be at least {least}, got {value}")
-    if batch_size is not None and batch_size < 1:
-        raise DataError(f"batch size must be at least 1, got {batch_size}")
-    if cpus_per_actor <= 0 or gpus_per_actor < 0:
-        raise DataError("cpus per actor must be positive and gpus per actor not negative")
-    if input_format is not None and input_format not in INPUT_FORMATS:
-        raise DataError(f"unknown input format {input_format!r}; use one of {INPUT_FORMATS}")
+    _check_options(input_format, actors, cpus_per_actor, gpus_per_actor, batch_size, docs_per_batch)
     model_dir = _check_model_dir(model)
     shards = find_shards(inputs)
     out = Path(out_dir)
@@ -341,27 +335,15 @@ def extract_shards(
             }
             for i in todo
         ]
-        device = "cuda" if gpus_per_actor > 0 else "cpu"
-        readers = ray.data.TaskPoolStrategy(size=min(len(items), actors + 1))
-        dataset = (
-            ray.data.from_items(items, override_num_blocks=len(items))
-            # Reading takes no CPU slot, so it never waits for actors holding all CPUs.
-            .flat_map(_read_shard, num_cpus=0, compute=readers)
-            .map_batches(
-                ExtractActor,
-                batch_size=docs_per_batch,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_cpus=cpus_per_actor,
-                num_gpus=gpus_per_actor or None,
-                fn_constructor_kwargs={
-                    "model_dir": str(model_dir),
-                    "paths": [str(s) for s in shards],
-                    "device": device,
-                    "threads": max(1, round(cpus_per_actor)),
-                    "batch_size": batch_size,
-                },
-            )
+        actor_options = {
+            "model_dir": str(model_dir),
+            "paths": [str(s) for s in shards],
+            "device": "cuda" if gpus_per_actor > 0 else "cpu",
+            "threads": max(1, round(cpus_per_actor)),
+            "batch_size": batch_size,
+        }
+        dataset = _pipeline(
+            ray, items, actors, cpus_per_actor, gpus_per_actor, docs_per_batch, actor_options
         )
         _collect(dataset, shards, outputs, todo, summary, progress, start)
     except KeyboardInterrupt:
@@ -383,6 +365,53 @@ def extract_shards(
             ray.shutdown()
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def _check_options(
+    input_format: str | None,
+    actors: int,
+    cpus_per_actor: float,
+    gpus_per_actor: float,
+    batch_size: int | None,
+    docs_per_batch: int,
+) -> None:
+    for name, value, least in (("actors", actors, 1), ("docs_per_batch", docs_per_batch, 1)):
+        if value < least:
+            raise DataError(f"{name} must be at least {least}, got {value}")
+    if batch_size is not None and batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    if cpus_per_actor <= 0 or gpus_per_actor < 0:
+        raise DataError("cpus per actor must be positive and gpus per actor not negative")
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise DataError(f"unknown input format {input_format!r}; use one of {INPUT_FORMATS}")
+
+
+def _pipeline(
+    ray: Any,
+    items: list[dict[str, Any]],
+    actors: int,
+    cpus_per_actor: float,
+    gpus_per_actor: float,
+    docs_per_batch: int,
+    actor_options: dict[str, Any],
+) -> Any:
+    """The Ray Data pipeline: shard rows, read into document rows by a task pool, extracted
+    by the pool of model actors."""
+    readers = ray.data.TaskPoolStrategy(size=min(len(items), actors + 1))
+    return (
+        ray.data.from_items(items, override_num_blocks=len(items))
+        # Reading takes no CPU slot, so it never waits for actors holding all CPUs.
+        .flat_map(_read_shard, num_cpus=0, compute=readers)
+        .map_batches(
+            ExtractActor,
+            batch_size=docs_per_batch,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus_per_actor,
+            num_gpus=gpus_per_actor or None,
+            fn_constructor_kwargs=actor_options,
+        )
+    )
 
 
 def _collect(

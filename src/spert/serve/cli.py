@@ -88,6 +88,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=defaults.host, help=f"default: {defaults.host}")
     p.add_argument("--port", type=int, default=defaults.port, help=f"default: {defaults.port}")
 
+    _add_limits(p, defaults)
+    _add_batching(p, defaults)
+    p.add_argument(
+        "--shutdown-timeout-s",
+        type=float,
+        default=defaults.shutdown_timeout_s,
+        help="on SIGTERM/SIGINT, how long requests in flight may still take "
+        f"(default: {defaults.shutdown_timeout_s})",
+    )
+    p.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="no log line per request",
+    )
+
+    _add_ray(p)
+
+
+def _add_limits(p: argparse.ArgumentParser, defaults: ServeSettings) -> None:
     limits = p.add_argument_group("limits (violations get 413 or 422 naming the limit)")
     limits.add_argument(
         "--max-texts",
@@ -115,6 +135,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"(default: {defaults.max_pending_sentences})",
     )
 
+
+def _add_batching(p: argparse.ArgumentParser, defaults: ServeSettings) -> None:
     batching = p.add_argument_group("batching")
     batching.add_argument(
         "--batch-size",
@@ -153,20 +175,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"longest wait for a model run to fill (default: {defaults.max_wait_ms})",
     )
 
-    p.add_argument(
-        "--shutdown-timeout-s",
-        type=float,
-        default=defaults.shutdown_timeout_s,
-        help="on SIGTERM/SIGINT, how long requests in flight may still take "
-        f"(default: {defaults.shutdown_timeout_s})",
-    )
-    p.add_argument(
-        "--no-access-log",
-        dest="access_log",
-        action="store_false",
-        help="no log line per request",
-    )
 
+def _add_ray(p: argparse.ArgumentParser) -> None:
     ray = p.add_argument_group("Ray Serve (scale out over replicas, each holding a model)")
     ray.add_argument(
         "--ray", action="store_true", help="deploy on Ray Serve instead of one process"
