@@ -25,24 +25,15 @@ import torch
 from spert import __version__, read_dataset, read_types
 from spert.api import SpERT
 from spert.config import PRESETS, preset
-from spert.data import atomic_write_text
+from spert.evaluation import summarize
 from spert.training import train
+from spert.utils import atomic_write_text
 
 ORIGINAL = {
     "entity_micro_f1": 69.74,
     "relation_strict_micro_f1": 46.96,
     "relation_strict_macro_f1": 50.00,
 }
-
-
-def summarize(metrics: dict) -> dict:
-    return {
-        "entity_micro_f1": metrics["entities"]["micro"]["f1"],
-        "entity_macro_f1": metrics["entities"]["macro"]["f1"],
-        "relation_micro_f1": metrics["relations"]["micro"]["f1"],
-        "relation_strict_micro_f1": metrics["relations_strict"]["micro"]["f1"],
-        "relation_strict_macro_f1": metrics["relations_strict"]["macro"]["f1"],
-    }
 
 
 def main() -> None:

@@ -396,7 +396,7 @@ def main() -> None:
     import torch
 
     from spert.api import META_FILE, default_model_dir
-    from spert.data import atomic_write_text
+    from spert.utils import atomic_write_text
 
     model_dir = Path(args.model) if args.model else default_model_dir()
     if not (model_dir / META_FILE).is_file():

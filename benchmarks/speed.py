@@ -5,7 +5,8 @@
 Measures, each in a fresh subprocess so that peak memory (RSS) is its own:
   * the encoder alone (forward, inference mode) at each batch size, length-bucketed;
   * SpERT inference end to end (tokenize, candidates, entities, relations, decoded results);
-  * a training pass (sampling, forward, backward, AdamW step) and the encoder-only
+  * a training epoch (the real training step: sampling, forward, backward, AdamW) of a new
+    model on the bundled encoder, and the encoder-only
     forward + backward + step on the same batches;
   * time per sentence for synthetic sentences of 25, 50, 100 and 200 words.
 Prints ratios to the encoder floor and writes ``benchmarks/results/speed.json`` and ``.md``.
@@ -89,43 +90,50 @@ def measure_spert(
     )
 
 
-def measure_training(model: Any, n_sentences: int, batch_size: int, encoder_only: bool) -> float:
-    """One pass of training steps over the first n training sentences."""
-    import numpy as np
+def measure_training(task: dict[str, Any], encoder_only: bool) -> float:
+    """One epoch of training over the first n training sentences: the real training step
+    (:meth:`spert.training.Trainer.train_epoch`: sampling, forward, loss, backward, AdamW),
+    or, as the baseline, the encoder alone (forward, a plain loss, backward, AdamW) on the
+    same batches."""
+    import tempfile
+
     import torch
 
-    from spert import read_dataset
-    from spert.model.candidates import collate, sample_training
-    from spert.training import make_optimizer, spert_loss
+    from spert import SpertConfig, read_dataset, read_types
+    from spert.training import Trainer, distributed, make_optimizer
+    from spert.training.batches import epoch_batches, epoch_rng
 
-    data = read_dataset(DATA / "conll04_train.json", model.types)[:n_sentences]
-    encoded = model.encode(data)
-    rng = np.random.default_rng(0)
-    net = model.model
-    net.train()
-    optimizer = make_optimizer(net.encoder if encoder_only else net, model.config)
-    started = time.perf_counter()
-    for i in range(0, len(data), batch_size):
-        idx = range(i, min(i + batch_size, len(data)))
-        samples = [
-            sample_training(data[j], encoded[j], model.types, model.config, rng) for j in idx
-        ]
-        batch = collate(
-            [encoded[j] for j in idx], [s.spans for s in samples], model.pad_token_id, samples
-        ).to(model.device)
-        if encoder_only:
-            out = net.encoder(
+    types = read_types(DATA / "conll04_types.json")
+    data = read_dataset(DATA / "conll04_train.json", types)[: task["train_sentences"]]
+    config = SpertConfig(
+        train_batch_size=task["batch_size"], epochs=1, keep_checkpoints=0, bf16=task["bf16"]
+    )
+    ctx = distributed.setup(task["device"])
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(config, data, types, Path(out), ctx=ctx, progress=False)
+        if not encoder_only:
+            started = time.perf_counter()
+            trainer.train_epoch()
+            _sync(ctx.device)
+            return time.perf_counter() - started
+        encoder = trainer.model.encoder
+        encoder.train()
+        optimizer = make_optimizer(encoder, config)
+        batches = epoch_batches(
+            trainer.lengths, trainer.step_size, epoch_rng(config.seed, 1), config.length_bucketing
+        )
+        started = time.perf_counter()
+        for step_batch in batches:
+            batch = trainer.micro_batches(step_batch, 1).batch.to(ctx.device)
+            out = encoder(
                 input_ids=batch.window_input_ids, attention_mask=batch.window_attention_mask
             ).last_hidden_state
-            loss = out.float().pow(2).mean()
-        else:
-            loss = spert_loss(*net(batch), batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), model.config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    _sync(model.device)
-    return time.perf_counter() - started
+            out.float().pow(2).mean().backward()
+            torch.nn.utils.clip_grad_norm_(encoder.parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        _sync(ctx.device)
+        return time.perf_counter() - started
 
 
 def synthetic(n_words: int, count: int) -> list[list[str]]:
@@ -181,15 +189,14 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
             predictions = model.predict(gold, batch_size=bs)
             out["seconds"] = time.perf_counter() - started
             out["sentences"] = len(gold)
-            from spert.evaluation import evaluate
+            from spert.evaluation import evaluate, summarize
 
-            metrics = evaluate(gold, predictions, model.types)
-            out["entity_micro_f1"] = metrics["entities"]["micro"]["f1"]
-            out["relation_strict_micro_f1"] = metrics["relations_strict"]["micro"]["f1"]
+            figures = summarize(evaluate(gold, predictions, model.types))
+            out["entity_micro_f1"] = figures["entity_micro_f1"]
+            out["relation_strict_micro_f1"] = figures["relation_strict_micro_f1"]
         elif kind in ("train", "train_encoder"):
-            n = task["train_sentences"]
-            out["seconds"] = measure_training(model, n, bs, encoder_only=kind == "train_encoder")
-            out["sentences"] = n
+            out["seconds"] = measure_training(task, encoder_only=kind == "train_encoder")
+            out["sentences"] = task["train_sentences"]
         elif kind == "length":
             sentences = synthetic(task["words"], task["count"])
             out["spert_seconds"] = measure_spert(model, sentences, bs)[0]
@@ -326,7 +333,7 @@ def main() -> None:
 
 
 def write_report(report: dict[str, Any], results: Path, name: str, argv: list[str]) -> None:
-    from spert.data import atomic_write_text
+    from spert.utils import atomic_write_text
 
     atomic_write_text(results / f"{name}.json", json.dumps(report, indent=2))
     lines = [

@@ -745,3 +745,31 @@ def test_document_context_reaches_the_model(bert_dir: Path) -> None:
     assert contexts[1] == (["for", "Acme", "Corp", "."], ["John", "Smith", "was", "an"])
     served = prepared.assemble(predict(model, prepared.items(), 8))
     assert [d.to_dict() for d in served] == [model.extract(text).to_dict()]
+
+
+def test_response_schema_is_derived_from_the_result_types() -> None:
+    import dataclasses
+
+    from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
+    from spert.serve.app import ExtractResponse
+
+    definitions = ExtractResponse.model_json_schema()["$defs"]
+    for cls in (Document, ExtractedSentence, ExtractedEntity, ExtractedRelation):
+        properties = definitions[cls.__name__]["properties"]
+        assert list(properties) == [f.name for f in dataclasses.fields(cls)], cls.__name__
+    assert (
+        "Character offset" in definitions["ExtractedEntity"]["properties"]["start"]["description"]
+    )
+    sentence = ExtractedSentence(
+        "Mary works .",
+        0,
+        12,
+        ["Mary", "works", "."],
+        [(0, 4), (5, 10), (11, 12)],
+        [ExtractedEntity("Peop", "Mary", 0, 4, 0, 1, 0.9)],
+        [ExtractedRelation("Work_For", 0, 0, 0.5)],
+    )
+    document = Document("Mary works .", [sentence], 7)
+    # What the server writes (Document.to_dict) is what the schema describes.
+    parsed = ExtractResponse.model_validate({"documents": [document.to_dict()]})
+    assert parsed.documents == [document]

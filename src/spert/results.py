@@ -1,7 +1,8 @@
 """Typed extraction results for raw text: documents, sentences, entities, relations.
 
 Character offsets always point into the original document text; token offsets into the
-sentence's tokens. Everything serializes to plain JSON with ``to_dict``.
+sentence's tokens. Everything serializes to plain JSON with ``to_dict``. The HTTP server's
+response schema is derived from these classes (their attribute docstrings describe it).
 """
 
 from __future__ import annotations
@@ -9,42 +10,65 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+#: For schemas derived from these classes (pydantic reads it; a plain dict, no import).
+_SCHEMA_CONFIG = {"use_attribute_docstrings": True}
+
 
 @dataclass
 class ExtractedEntity:
+    __pydantic_config__ = _SCHEMA_CONFIG
+
     type: str
-    text: str  # document text[start:end]
-    start: int  # character offset in the document
-    end: int  # exclusive
-    token_start: int  # token index in the sentence
-    token_end: int  # exclusive
+    text: str
+    """The document text[start:end]."""
+    start: int
+    """Character offset in the document text."""
+    end: int
+    """Character offset in the document text (exclusive)."""
+    token_start: int
+    """Token index in the sentence."""
+    token_end: int
+    """Token index in the sentence (exclusive)."""
     score: float
 
 
 @dataclass
 class ExtractedRelation:
+    __pydantic_config__ = _SCHEMA_CONFIG
+
     type: str
-    head: int  # index into the sentence's entities
+    head: int
+    """Index into the sentence's entities."""
     tail: int
+    """Index into the sentence's entities."""
     score: float
 
 
 @dataclass
 class ExtractedSentence:
-    text: str  # document text[start:end]
-    start: int  # character offset in the document
+    __pydantic_config__ = _SCHEMA_CONFIG
+
+    text: str
+    """The document text[start:end]."""
+    start: int
+    """Character offset in the document text."""
     end: int
+    """Character offset in the document text (exclusive)."""
     tokens: list[str]
-    token_offsets: list[tuple[int, int]]  # character [start, end) of each token in the document
+    token_offsets: list[tuple[int, int]]
+    """Character [start, end) of each token in the document text."""
     entities: list[ExtractedEntity] = field(default_factory=list)
     relations: list[ExtractedRelation] = field(default_factory=list)
 
 
 @dataclass
 class Document:
+    __pydantic_config__ = _SCHEMA_CONFIG
+
     text: str
     sentences: list[ExtractedSentence] = field(default_factory=list)
     id: str | int | None = None
+    """The input's id, if it had one."""
 
     @property
     def entities(self) -> list[ExtractedEntity]:

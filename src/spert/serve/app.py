@@ -49,40 +49,11 @@ class ExtractRequest(BaseModel):
     )
 
 
-class EntityOut(BaseModel):
-    type: str
-    text: str
-    start: int = Field(description="character offset in the document text")
-    end: int = Field(description="character offset (exclusive)")
-    token_start: int = Field(description="token index in the sentence")
-    token_end: int
-    score: float
-
-
-class RelationOut(BaseModel):
-    type: str
-    head: int = Field(description="index into the sentence's entities")
-    tail: int
-    score: float
-
-
-class SentenceOut(BaseModel):
-    text: str
-    start: int
-    end: int
-    tokens: list[str]
-    token_offsets: list[tuple[int, int]]
-    entities: list[EntityOut]
-    relations: list[RelationOut]
-
-
-class DocumentOut(BaseModel):
-    text: str
-    sentences: list[SentenceOut]
-
-
 class ExtractResponse(BaseModel):
-    documents: list[DocumentOut] = Field(description="one per input, in input order")
+    """The response schema: derived from the result types (:mod:`spert.results`), whose
+    ``to_dict`` writes the responses."""
+
+    documents: list[Document] = Field(description="one per input, in input order")
 
 
 class ErrorOut(BaseModel):
