@@ -179,3 +179,16 @@ def test_the_cycle_check_finds_cycles(graph: dict[str, set[str]], cyclic: bool) 
 def test_lazy_imports_count() -> None:
     """An import inside a function is an edge of the graph like any other."""
     assert "spert.api" in GRAPH["spert"]  # spert.__getattr__ imports SpERT on first use
+
+
+def test_moved_module_keeps_its_old_path_for_a_release() -> None:
+    """README named ``spert.ray_extract.extract_shards``: the old path still works, and warns."""
+    import importlib
+    import sys
+
+    sys.modules.pop("spert.ray_extract", None)
+    with pytest.warns(DeprecationWarning, match="spert.runtime.ray"):
+        old = importlib.import_module("spert.ray_extract")
+    from spert.runtime.ray import extract_shards
+
+    assert old.extract_shards is extract_shards
