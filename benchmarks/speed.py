@@ -162,8 +162,16 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
 
         export_onnx(task["model"], int8=True)
         return {"task": task}
-    model = load_model(task.get("model"), task["device"], task.get("runtime", "torch"))
     kind, bs = task["kind"], task["batch_size"]
+    if kind in ("train", "train_encoder"):  # a new model of its own, see measure_training
+        seconds = measure_training(task, encoder_only=kind == "train_encoder")
+        return {
+            "task": task,
+            "seconds": seconds,
+            "sentences": task["train_sentences"],
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+    model = load_model(task.get("model"), task["device"], task.get("runtime", "torch"))
     if task.get("bf16") and str(model.device).startswith("cuda"):
         ctx = torch.autocast("cuda", dtype=torch.bfloat16)
     else:
@@ -194,9 +202,6 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
             figures = summarize(evaluate(gold, predictions, model.types))
             out["entity_micro_f1"] = figures["entity_micro_f1"]
             out["relation_strict_micro_f1"] = figures["relation_strict_micro_f1"]
-        elif kind in ("train", "train_encoder"):
-            out["seconds"] = measure_training(task, encoder_only=kind == "train_encoder")
-            out["sentences"] = task["train_sentences"]
         elif kind == "length":
             sentences = synthetic(task["words"], task["count"])
             out["spert_seconds"] = measure_spert(model, sentences, bs)[0]

@@ -201,6 +201,21 @@ def test_cli_resume_errors_are_one_line(types, sentences, bert_dir, tmp_path, ca
     assert "--out required" in cli_error(["train", *args], capsys)
 
 
+def test_run_record_of_a_python_run_without_data_files(
+    types, sentences, tiny_config, tmp_path, capsys
+):
+    """train() writes the run's record (every option); without data_files it names no data,
+    so resuming it from the command line asks for them, in one line."""
+    out = tmp_path / "run"
+    config = tiny_config.replace(epochs=1, lr=1e-3, keep_checkpoints=0)
+    train(config, sentences, types, out, progress=False)
+    record = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert record["config"] == config.to_dict() and record.get("train") is None
+    message = cli_error(["train", "--resume", str(out)], capsys)
+    assert "--train, --types required (run.json names no data)" in message
+    assert "Traceback" not in message
+
+
 def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(
     types, sentences, tiny_config, bert_dir, tmp_path, capsys
 ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -112,25 +111,12 @@ def test_cli_parser() -> None:
     assert (args.out, args.model_dir, args.epochs) == ("x", "m", 3)
 
 
-def _missing_for_demo() -> list[str]:
-    """What run_demo needs from other modules that is not there yet."""
-    from spert.api import SpERT
-
-    missing = [] if hasattr(SpERT, "extract") else ["SpERT.extract"]
-    if importlib.util.find_spec("spert.visualize") is None:
-        missing.append("spert.visualize")
-    return missing
-
-
 def test_run_demo_end_to_end(
     bert_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    missing = _missing_for_demo()
-    if missing:
-        pytest.skip(f"not available yet: {', '.join(missing)}")
     monkeypatch.setenv("SPERT_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(
         demo,

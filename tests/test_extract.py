@@ -376,9 +376,6 @@ def test_cli_stdin_subprocess(model_dir, tmp_path):
 
 
 def test_cli_html(model_dir, lines_file, tmp_path):
-    visualize = pytest.importorskip("spert.visualize")
-    if not hasattr(visualize, "render_documents"):
-        pytest.skip("spert.evaluation.visualize.render_documents is not there yet")
     out = tmp_path / "page.html"
     run_cli("--model", str(model_dir), "--input", str(lines_file), "--out", str(out), "--quiet")
     page = out.read_text("utf-8")

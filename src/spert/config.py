@@ -226,9 +226,9 @@ class SpertConfig(ModelConfig):
         """The part a saved model stores."""
         return ModelConfig(**{name: getattr(self, name) for name in MODEL_OPTIONS})
 
-    def training_options(self) -> dict[str, Any]:
-        """The rest: the options of the training run (its record, not the model's)."""
-        return {k: v for k, v in self.to_dict().items() if k not in MODEL_OPTIONS}
+
+#: The options of a training run (its record, not the model's): the rest of SpertConfig.
+TRAINING_OPTIONS = tuple(f.name for f in fields(SpertConfig) if f.name not in MODEL_OPTIONS)
 
 
 def config_differences(

@@ -215,6 +215,3 @@ def run_demo(
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
-
-
-# -- command line ------------------------------------------------------------------------------

@@ -76,3 +76,16 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
         help="run the encoder in PyTorch, or on the CPU in onnxruntime from the files "
         "`spert export-onnx` writes (default: torch)",
     )
+
+
+def add_device_option(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument(
+        "--device", help=f"torch device (default: cuda if available, else cpu{note})"
+    )
+
+
+def add_prediction_options(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``, ``--device`` and ``--runtime``: how a loaded model predicts."""
+    parser.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
+    add_device_option(parser)
+    add_runtime_option(parser)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spert.cli.common import add_device_option
 from spert.demo import DEFAULT_OUT, DEMO_CONFIG, run_demo
 
 
@@ -41,5 +42,5 @@ def register(sub: Any) -> None:
         default=None,
         help=f"training epochs (default: {DEMO_CONFIG.epochs})",
     )
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_device_option(p)
     p.set_defaults(func=cmd_demo)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spert.cli.common import add_runtime_option, load_model
+from spert.cli.common import add_prediction_options, load_model
 from spert.data import DataError, check_dataset, read_dataset, read_types, write_dataset
 from spert.evaluation import format_metrics
 from spert.evaluation.visualize import (
@@ -180,9 +180,7 @@ def _add_eval(sub: Any) -> None:
         action="store_true",
         help="ignore overlapping entities (the ADE 'without overlap' setting)",
     )
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device")
-    add_runtime_option(p)
+    add_prediction_options(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -196,9 +194,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--input", required=True, help="SpERT JSON or JSONL with 'tokens'")
     p.add_argument("--out", required=True, help="output file (.jsonl for JSON Lines)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device")
-    add_runtime_option(p)
+    add_prediction_options(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -233,9 +229,7 @@ def _add_extract(sub: Any) -> None:
         "document; jsonl: records with 'text' (or 'tokens') and optional 'id' "
         "(default: jsonl for *.jsonl inputs, else lines)",
     )
-    p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    add_runtime_option(p)
+    add_prediction_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     ray = p.add_argument_group(
         "corpus scale (Ray Data)",

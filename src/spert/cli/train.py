@@ -8,7 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from spert.cli.common import CliError, add_config_options, add_preset_options, build_config
+from spert.cli.common import (
+    CliError,
+    add_config_options,
+    add_device_option,
+    add_preset_options,
+    build_config,
+)
 from spert.config import PRESETS, SpertConfig
 from spert.data import read_dataset, read_types
 from spert.experiments.cv import RESULTS_JSON, RESULTS_MD, format_markdown, run_cv
@@ -142,10 +148,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument(
         "--config", help="TOML file of hyper-parameters (SpertConfig fields); overrides the preset"
     )
-    p.add_argument(
-        "--device",
-        help="torch device (default: cuda if available, else cpu; under torchrun cuda:LOCAL_RANK)",
-    )
+    add_device_option(p, "; under torchrun cuda:LOCAL_RANK")
     add_config_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -170,7 +173,7 @@ def _add_cv(sub: Any) -> None:
     p.add_argument("--types", required=True, help="types file")
     p.add_argument("--out", required=True, help="output directory")
     add_preset_options(p)
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_device_option(p)
     add_config_options(p)
     p.set_defaults(func=cmd_cv)
 
@@ -190,5 +193,5 @@ def _add_experiment(sub: Any) -> None:
         help="report directory (default: the grid's 'out', else runs/experiments/<grid name>)",
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs; train nothing")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_device_option(p)
     p.set_defaults(func=cmd_experiment)

@@ -182,8 +182,8 @@ def run_cv(
             "fold %d/%d: entity micro F1 %.2f, relation strict micro F1 %.2f (%s)",
             i + 1,
             folds,
-            metrics["entities"]["micro"]["f1"],
-            metrics["relations_strict"]["micro"]["f1"],
+            summarize(metrics)["entity_micro_f1"],
+            summarize(metrics)["relation_strict_micro_f1"],
             format_duration(trained_seconds[-1]),
         )
         results.append(FoldResult(i, metrics, metrics_no_overlap, skipped=False))

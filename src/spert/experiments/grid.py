@@ -739,7 +739,4 @@ def plot_pretraining(rows: list[dict[str, Any]], varied: list[str], path: Path) 
     return _save(fig, path)
 
 
-# -- CLI -----------------------------------------------------------------------------------------
-
-
 __all__ = ["Grid", "Run", "load_grid", "plan", "run_experiment", "write_report", "by_length"]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, PreTrainedTokenizerBase
 
-from spert.config import MODEL_OPTIONS, ConfigError, ModelConfig, SpertConfig
+from spert.config import TRAINING_OPTIONS, ConfigError, ModelConfig
 from spert.data import DataError, Types
 from spert.model.encoding import load_tokenizer
 from spert.model.modeling import SpertModel
@@ -96,8 +96,7 @@ def read_meta(path: Path) -> tuple[ModelConfig, Types]:
         stored = meta["config"]
         if not isinstance(stored, dict):
             raise ConfigError("'config' must be an object of model options")
-        training = {f.name for f in fields(SpertConfig)} - set(MODEL_OPTIONS)
-        options = {k: v for k, v in stored.items() if k not in training}
+        options = {k: v for k, v in stored.items() if k not in TRAINING_OPTIONS}
         config = ModelConfig.from_dict(options, str(meta_path))
         types = Types.from_dict(meta["types"], str(meta_path))
     except (ConfigError, DataError, KeyError) as e:

@@ -456,7 +456,7 @@ def _collect(
             if progress:
                 elapsed = time.monotonic() - start
                 left = len(todo) - summary.written
-                eta = format_duration(elapsed / summary.written * left) if left else "0s"
+                eta = format_duration(elapsed / summary.written * left)
                 logger.info(
                     "[%d/%d shards] %s: %d document(s) -> %s (%.1f docs/s, ETA %s)",
                     summary.skipped + summary.written,

@@ -173,9 +173,9 @@ def data_fingerprint(sentences: Sequence[Sentence]) -> str:
 def check_resumable(saved: dict[str, Any], config: SpertConfig, identity: dict[str, Any]) -> None:
     """Refuse to continue a checkpoint with another configuration or other training data."""
     where = saved.get("path", "checkpoint")
-    old = saved["config"]
+    old, new = saved["config"], config.to_dict()
     changed = [
-        f"{name} {getattr(config, name)!r} (checkpoint: {old.get(name)!r})"
+        f"{name} {new.get(name)!r} (checkpoint: {old.get(name)!r})"
         for name in config_differences(old, config, ignore=RESUMABLE_CHANGES)
     ]
     if changed:
