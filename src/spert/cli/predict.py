@@ -30,10 +30,9 @@ from spert.runtime.io import (
     open_input,
     read_inputs,
     run_extract,
-    sigterm_as_interrupt,
 )
 from spert.runtime.ray import DOCS_PER_BATCH, extract_shards
-from spert.utils import atomic_write_text
+from spert.utils import atomic_write_text, sigterm_as_interrupt
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

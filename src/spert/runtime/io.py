@@ -17,9 +17,7 @@ import contextlib
 import csv
 import io
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,7 +25,7 @@ from typing import Any, TextIO
 from spert.data import DataError
 from spert.evaluation.visualize import render_documents
 from spert.results import Document
-from spert.utils import AtomicFile
+from spert.utils import AtomicFile, signals_held
 
 FORMATS = ("jsonl", "json", "tsv", "html")
 INPUT_FORMATS = ("text", "lines", "jsonl")
@@ -181,7 +179,7 @@ class DocumentWriter:
         if self._closed:
             return
         self._closed = True
-        with _signals_held():
+        with signals_held():
             try:
                 if self.format == "json":
                     self._file.write("\n]\n" if self.documents else "]\n")
@@ -230,38 +228,6 @@ def tsv_rows(doc: Document, doc_id: Any) -> str:
                 + [f"{r.score:.6g}", r.head, r.tail]
             )
     return buffer.getvalue()
-
-
-# -- signals -------------------------------------------------------------------------------
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt (as Ctrl-C does)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Ignore Ctrl-C and SIGTERM while the output is being finished."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 # -- command -------------------------------------------------------------------------------

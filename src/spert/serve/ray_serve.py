@@ -35,10 +35,10 @@ from ray.serve import Application
 
 from spert.config import ConfigError
 from spert.results import Document, ExtractedSentence
-from spert.runtime.io import sigterm_as_interrupt
 from spert.serve.app import set_threads
 from spert.serve.batching import Inputs, Item, Unavailable, predict_groups, prepare
 from spert.serve.settings import ServeSettings
+from spert.utils import sigterm_as_interrupt
 
 #: The settings' defaults, for the decorator (each replica sets its own in __init__).
 _DEFAULTS = ServeSettings()
