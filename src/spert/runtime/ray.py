@@ -15,6 +15,7 @@ the input files and the model directory (shared storage), and the output lands o
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -308,6 +309,49 @@ def extract_shards(
         return summary
     out.mkdir(parents=True, exist_ok=True)
 
+    with _ray_session(address) as (ray, local):
+        try:
+            _check_resources(ray, actors, cpus_per_actor, gpus_per_actor, local)
+            items = [
+                {
+                    "shard": i,
+                    "path": str(shards[i]),
+                    "input_format": input_format or guess_input_format(shards[i].name),
+                }
+                for i in todo
+            ]
+            actor_options = {
+                "model_dir": str(model_dir),
+                "paths": [str(s) for s in shards],
+                "device": "cuda" if gpus_per_actor > 0 else "cpu",
+                "threads": max(1, round(cpus_per_actor)),
+                "batch_size": batch_size,
+            }
+            dataset = _pipeline(
+                ray, items, actors, cpus_per_actor, gpus_per_actor, docs_per_batch, actor_options
+            )
+            _collect(dataset, shards, outputs, todo, summary, progress, start)
+        except KeyboardInterrupt:
+            logger.warning(
+                "interrupted: %d of %d shard(s) finished in %s; rerun to do the rest",
+                summary.skipped + summary.written,
+                summary.shards,
+                out,
+            )
+            raise
+        except Exception as e:
+            cause = _user_error(e)
+            if cause is None:
+                raise
+            raise cause from None
+    summary.seconds = time.monotonic() - start
+    return summary
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None) -> Iterator[tuple[Any, bool]]:
+    """Ray (joined, or started and shut down at the end) with Ray Data set up for extraction;
+    yields the ``ray`` module and whether the instance is a local one this call started."""
     import ray
     import ray.data
 
@@ -320,51 +364,17 @@ def extract_shards(
             raise DataError(f"cannot connect to Ray at {address or '$RAY_ADDRESS'}: {e}") from None
     context = ray.data.DataContext.get_current()
     saved = context.enable_progress_bars, context.wait_for_min_actors_s
-    context.enable_progress_bars = False  # progress is logged per shard below
+    context.enable_progress_bars = False  # progress is logged per shard
     if context.wait_for_min_actors_s <= 0:
         # Start all actors before any work: a model that fails to load or a pool that does
         # not fit fails here instead of hanging, and the first batches spread over the pool.
         context.wait_for_min_actors_s = WAIT_FOR_ACTORS_S
     try:
-        _check_resources(ray, actors, cpus_per_actor, gpus_per_actor, local)
-        items = [
-            {
-                "shard": i,
-                "path": str(shards[i]),
-                "input_format": input_format or guess_input_format(shards[i].name),
-            }
-            for i in todo
-        ]
-        actor_options = {
-            "model_dir": str(model_dir),
-            "paths": [str(s) for s in shards],
-            "device": "cuda" if gpus_per_actor > 0 else "cpu",
-            "threads": max(1, round(cpus_per_actor)),
-            "batch_size": batch_size,
-        }
-        dataset = _pipeline(
-            ray, items, actors, cpus_per_actor, gpus_per_actor, docs_per_batch, actor_options
-        )
-        _collect(dataset, shards, outputs, todo, summary, progress, start)
-    except KeyboardInterrupt:
-        logger.warning(
-            "interrupted: %d of %d shard(s) finished in %s; rerun to do the rest",
-            summary.skipped + summary.written,
-            summary.shards,
-            out,
-        )
-        raise
-    except Exception as e:
-        cause = _user_error(e)
-        if cause is None:
-            raise
-        raise cause from None
+        yield ray, local
     finally:
         context.enable_progress_bars, context.wait_for_min_actors_s = saved
         if started_ray:
             ray.shutdown()
-    summary.seconds = time.monotonic() - start
-    return summary
 
 
 def _check_options(
