@@ -11,6 +11,7 @@ compute for the same step batch.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -106,6 +107,11 @@ def train(
     try:
         trainer = Trainer(config, train_data, types, Path(out_dir), dev_data, ctx, progress)
         result = trainer.run(resume, data_files)
+        # The DDP wrapper goes before the process group: its reducer, freed after the group,
+        # would drop the group's last reference, whose destructor joins threads that wait for
+        # the GIL this thread holds (a hang at exit, seen under torchrun).
+        del trainer
+        gc.collect()  # also if the wrapper is part of a reference cycle
     except BaseException:
         if ctx.owns_group:  # the others fail too (torchrun stops them); no goodbye barrier
             torch.distributed.destroy_process_group()
