@@ -97,6 +97,8 @@ def test_cv_runs_folds_writes_summary_and_resumes(
         fold = out / f"fold_{i}"
         assert (fold / "final" / "spert.json").is_file()
         metrics = json.loads((fold / METRICS_FILE).read_text())
+        card = (fold / "final" / "README.md").read_text(encoding="utf-8")
+        assert f"{metrics['relations_strict']['micro']['f1']:.2f}" in card  # test metrics
         no_overlap = json.loads((fold / METRICS_NO_OVERLAP_FILE).read_text())
         # The metrics are those of the saved predictions on the fold's test file.
         gold = read_dataset(fold_path(test_pattern, i), types)

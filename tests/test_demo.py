@@ -129,6 +129,9 @@ def test_run_demo_end_to_end(
     model_dir = tmp_path / "home" / "default-model"
     assert summary["model_dir"] == str(model_dir)
     assert (model_dir / "spert.json").is_file()
+    card = (model_dir / "README.md").read_text(encoding="utf-8")  # the model card
+    assert "demo_train.json" in card and "| dev | `demo_dev.json` |" in card
+    assert f"{summary['dev']['relation_strict_micro_f1']:.2f}" in card
     assert (out / "demo.html").is_file() and (out / "demo.html").stat().st_size > 0
     assert summary["html"] == str(out / "demo.html")
     assert summary["epochs"] == 1 and summary["documents"] == len(demo.load_demo_texts())

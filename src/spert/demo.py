@@ -23,9 +23,11 @@ from typing import Any
 from spert.config import SpertConfig, preset
 from spert.data import Sentence, Types, read_dataset, read_types
 from spert.evaluation import summarize
+from spert.evaluation.card import write_model_card
 from spert.evaluation.visualize import render_documents
 from spert.model.directory import default_model_dir
 from spert.training import train
+from spert.training.checkpoint import read_run_info
 from spert.utils import atomic_write_text
 
 #: Where ``spert demo`` writes its report unless ``--out`` says otherwise.
@@ -166,6 +168,7 @@ def run_demo(
             config, train_data, types, scratch, dev_data=dev_data, device=device, progress=progress
         )
         shutil.copyfile(Path(scratch) / "metrics.jsonl", out / "metrics.jsonl")
+        run = read_run_info(scratch) or {}
     train_seconds = time.perf_counter() - started
     model = result.model
     model.save(target)
@@ -173,6 +176,8 @@ def run_demo(
 
     dev_metrics = result.history[-1].get("dev") if result.history else None
     print(_dev_summary(dev_metrics, len(dev_data)))
+    run.update(train=TRAIN_FILE, dev=DEV_FILE)  # the bundled sample
+    write_model_card(target, run, {"dev": (DEV_FILE, dev_metrics)} if dev_metrics else None)
     if dev_metrics is not None:
         atomic_write_text(out / "dev_metrics.json", json.dumps(dev_metrics, indent=2))
 

@@ -12,6 +12,7 @@ from typing import Any
 from spert.cli.common import add_prediction_options, load_model
 from spert.data import DataError, check_dataset, read_dataset, read_types, write_dataset
 from spert.evaluation import format_metrics
+from spert.evaluation.card import write_model_card
 from spert.evaluation.visualize import (
     COMPARISON_TITLE,
     PREDICTIONS_TITLE,
@@ -32,6 +33,7 @@ from spert.runtime.io import (
     run_extract,
 )
 from spert.runtime.ray import DOCS_PER_BATCH, extract_shards
+from spert.training.checkpoint import read_run_info
 from spert.utils import atomic_write_text, sigterm_as_interrupt
 
 
@@ -46,6 +48,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         atomic_write_text(args.out, json.dumps(metrics, indent=2))
     if args.predictions:
         write_dataset(args.predictions, predictions)
+    if args.card:
+        run = read_run_info(Path(args.model).parent)  # OUT/run.json of OUT/final or OUT/best
+        card = write_model_card(args.model, run, {args.card: (args.data, metrics)})
+        print(f"model card: {card}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -178,6 +184,14 @@ def _add_eval(sub: Any) -> None:
         "--no-overlap",
         action="store_true",
         help="ignore overlapping entities (the ADE 'without overlap' setting)",
+    )
+    p.add_argument(
+        "--card",
+        nargs="?",
+        const="test",
+        metavar="SPLIT",
+        help="record these metrics beside the model as SPLIT (default: test) and rewrite its "
+        "model card, MODEL/README.md",
     )
     add_prediction_options(p)
     p.set_defaults(func=cmd_eval)

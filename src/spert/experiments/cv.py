@@ -24,8 +24,10 @@ import numpy as np
 from spert.config import ConfigError, SpertConfig, config_differences
 from spert.data import DataError, Sentence, Types, read_dataset, write_dataset
 from spert.evaluation import evaluate, mean_std, summarize
+from spert.evaluation.card import write_model_card
 from spert.evaluation.summary import SUMMARY, TITLES
 from spert.training import train
+from spert.training.checkpoint import read_run_info
 from spert.utils import atomic_write_text, format_duration
 
 logger = logging.getLogger(__name__)
@@ -172,6 +174,8 @@ def run_cv(
         write_dataset(fold_dir / PREDICTIONS_FILE, predictions)
         metrics = evaluate(test_data, predictions, types)
         metrics_no_overlap = evaluate(test_data, predictions, types, no_overlap=True)
+        run_record = read_run_info(fold_dir)
+        write_model_card(fold_dir / "final", run_record, {"test": (str(test_file), metrics)})
         # The overlap-free file last: a fold is finished once both exist.
         atomic_write_text(fold_dir / METRICS_FILE, json.dumps(metrics, indent=2))
         atomic_write_text(

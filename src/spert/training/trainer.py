@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from spert.config import ConfigError, SpertConfig
 from spert.data import Sentence, Types
 from spert.evaluation import evaluate, relation_f1, summarize
+from spert.evaluation.card import write_model_card
 from spert.runtime.predictor import SpERT
 from spert.training import checkpoint, distributed
 from spert.training.batches import (
@@ -336,6 +337,7 @@ class Trainer:
                 state.best_score, state.best_epoch, state.best_dev = score, epoch, dev_metrics
                 if self.main:
                     self.spert.save(self.out_dir / "best")
+                    self._write_card(self.out_dir / "best", dev_metrics)
         record = _plain(record)
         state.history.append(record)
         if self.main:
@@ -377,17 +379,29 @@ class Trainer:
                 self.checkpoints, self.state.step, payload, self.config.keep_checkpoints
             )
 
+    def _write_card(self, model_dir: Path, dev_metrics: dict[str, Any] | None) -> None:
+        """The model card of a saved model: the run's record and its dev metrics, if any."""
+        run = checkpoint.read_run_info(self.out_dir)
+        evaluations = {"dev": (_dev_data_name(run), dev_metrics)} if dev_metrics else None
+        write_model_card(model_dir, run, evaluations)
+
     def finish(self) -> TrainResult:
         """Save the final model; checkpoints have no more use (they are several times the
         model's size, which adds up in sweeps)."""
         if self.main:
             self.spert.save(self.out_dir / "final")
+            last = self.state.history[-1] if self.state.history else {}
+            self._write_card(self.out_dir / "final", last.get("dev"))
             checkpoint.remove_checkpoints(self.checkpoints)
         if self.writer is not None:
             self.writer.close()
         self.model.eval()
         state = self.state
         return TrainResult(self.spert, state.best_epoch, state.best_dev, state.history)
+
+
+def _dev_data_name(run: dict[str, Any] | None) -> str:
+    return (run or {}).get("dev") or "dev set"
 
 
 def _autocast(
