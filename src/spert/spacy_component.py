@@ -158,20 +158,8 @@ class SpertComponent:
                 for r in sentence.relations
             )
         for doc, spans, doc_relations in zip(docs, found, relations):
-            self._set_annotations(doc, spans, doc_relations)
+            _annotate(doc, spans, doc_relations, self.spans_key, self.set_ents, self.overwrite_ents)
         return docs
-
-    def _set_annotations(
-        self, doc: Doc, spans: list[tuple[Span, float]], relations: list[SpacyRelation]
-    ) -> None:
-        doc.spans[self.spans_key] = [span for span, _ in spans]
-        doc.spans[self.spans_key].attrs["scores"] = [score for _, score in spans]
-        doc._.relations = relations
-        if not self.set_ents:
-            return
-        by_score = [span for span, _ in sorted(spans, key=lambda item: -item[1])]
-        earlier = [] if self.overwrite_ents else list(doc.ents)
-        doc.ents = _no_overlaps(earlier, by_score)
 
     # -- serialization (nlp.to_disk / spacy.load) ----------------------------------------
     def to_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> None:
@@ -181,6 +169,23 @@ class SpertComponent:
         self.model_path = Path(path) / MODEL_DIR
         self._model = None
         return self
+
+
+def _annotate(
+    doc: Doc,
+    spans: list[tuple[Span, float]],
+    relations: list[SpacyRelation],
+    spans_key: str,
+    set_ents: bool,
+    overwrite_ents: bool,
+) -> None:
+    """Set the entities (with their scores) and relations on ``doc``, as the component does."""
+    doc.spans[spans_key] = [span for span, _ in spans]
+    doc.spans[spans_key].attrs["scores"] = [score for _, score in spans]
+    doc._.relations = relations
+    if set_ents:
+        by_score = [span for span, _ in sorted(spans, key=lambda item: -item[1])]
+        doc.ents = _no_overlaps([] if overwrite_ents else list(doc.ents), by_score)
 
 
 def _score(score: float | None) -> float:
@@ -254,11 +259,7 @@ def document_to_doc(vocab: Any, document: Document, spans_key: str = SPANS_KEY) 
             SpacyRelation(local[r.head][0], local[r.tail][0], r.type, r.score) for r in s.relations
         )
         first += len(s.tokens)
-    doc.spans[spans_key] = [span for span, _ in spans]
-    doc.spans[spans_key].attrs["scores"] = [score for _, score in spans]
-    doc._.relations = relations
-    by_score = [span for span, _ in sorted(spans, key=lambda item: -item[1])]
-    doc.ents = _no_overlaps([], by_score)
+    _annotate(doc, spans, relations, spans_key, set_ents=True, overwrite_ents=True)
     return doc
 
 
