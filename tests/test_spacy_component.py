@@ -11,6 +11,7 @@ import pytest
 import spacy
 import torch
 from spacy import displacy
+from spacy.tokens import Doc
 
 from spert.api import SpERT
 from spert.config import SpertConfig
@@ -102,6 +103,18 @@ def test_relations_hold_spans_of_the_doc(model_dir: Path) -> None:
         assert (r.head.start, r.head.end, r.head.label_) in spans
         assert (r.tail.start, r.tail.end, r.tail.label_) in spans
         assert r.symmetric == (r.label == "Spouse")
+
+
+def test_relations_survive_doc_serialization(model_dir: Path) -> None:
+    nlp = pipeline(model_dir)
+    doc = nlp(TEXTS[0])
+    again = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    relations = [(r.head.text, r.tail.text, r.label, r.score) for r in doc._.relations]
+    assert (
+        relations
+        and [(r.head.text, r.tail.text, r.label, r.score) for r in again._.relations] == relations
+    )
+    assert spans_of(again) == spans_of(doc)
 
 
 def test_sentences_come_from_the_pipeline_when_it_has_them(model_dir: Path) -> None:

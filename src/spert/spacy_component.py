@@ -53,8 +53,31 @@ class SpacyRelation:
     symmetric: bool = False
 
 
+#: Where a Doc keeps its relations: plain values in ``doc.user_data``, so that the Doc still
+#: serializes (``doc.to_bytes``, DocBin, ``nlp.pipe(n_process=...)``); ``doc._.relations``
+#: builds the Spans from them.
+_RELATIONS = ("spert", "relations")
+
+
+def _get_relations(doc: Doc) -> list[SpacyRelation]:
+    return [
+        SpacyRelation(
+            Span(doc, hs, he, label=hl), Span(doc, ts, te, label=tl), label, score, symmetric
+        )
+        for hs, he, hl, ts, te, tl, label, score, symmetric in doc.user_data.get(_RELATIONS, [])
+    ]
+
+
+def _set_relations(doc: Doc, relations: list[SpacyRelation]) -> None:
+    doc.user_data[_RELATIONS] = [
+        (r.head.start, r.head.end, r.head.label_, r.tail.start, r.tail.end, r.tail.label_)
+        + (r.label, r.score, r.symmetric)
+        for r in relations
+    ]
+
+
 if not Doc.has_extension("relations"):
-    Doc.set_extension("relations", default=None)
+    Doc.set_extension("relations", getter=_get_relations, setter=_set_relations)
 
 
 @Language.factory(
@@ -271,7 +294,7 @@ def doc_to_document(doc: Doc, spans_key: str = SPANS_KEY) -> Document:
     score_of = {(s.start, s.end, s.label_): float(x) for s, x in zip(spans, scores)}
     sentences = list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
     out = Document(doc.text)
-    relations = doc._.relations or []
+    relations = doc._.relations
     for sent in sentences:
         words = [t for t in sent if not t.is_space]
         index = {t.i: k for k, t in enumerate(words)}
