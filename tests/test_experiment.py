@@ -301,17 +301,23 @@ def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
         "small_encoder",
         "tokenization",
     }
-    runs_dirs = set()
+    # Ablations test on the test set and share one run cache (with their base run); the
+    # recipe-selection grids of issue 17 test on the dev set and share another.
+    runs_dirs: dict[Path, set[Path]] = {}
     for path in grids:
         grid = load_grid(path)
-        assert grid.test == (CONLL04 / "conll04_test.json").resolve()
+        split = grid.test.name
+        assert split in ("conll04_test.json", "conll04_dev.json"), path.name
+        assert grid.test == (CONLL04 / split).resolve()
         assert grid.runs_dir is not None
-        runs_dirs.add(grid.runs_dir)
+        runs_dirs.setdefault(grid.test, set()).add(grid.runs_dir)
         runs = plan(grid, grid.runs_dir)
         names = [run.name for run in runs]
-        assert "base" in names and len(set(names)) >= 2, path.name
+        assert runs, path.name
+        if split == "conll04_test.json":  # an ablation: its base and at least one change
+            assert "base" in names and len(set(names)) >= 2, path.name
         assert len({(run.name, run.seed) for run in runs}) == len(runs), path.name
-    assert len(runs_dirs) == 1
+    assert all(len(dirs) == 1 for dirs in runs_dirs.values()), runs_dirs
 
 
 def test_encoder_folders_are_relative_to_the_grid_file(data, tmp_path) -> None:
