@@ -186,8 +186,7 @@ def run_cv(
             "fold %d/%d: entity micro F1 %.2f, relation strict micro F1 %.2f (%s)",
             i + 1,
             folds,
-            summarize(metrics)["entity_micro_f1"],
-            summarize(metrics)["relation_strict_micro_f1"],
+            *(summarize(metrics)[k] for k in ("entity_micro_f1", "relation_strict_micro_f1")),
             format_duration(trained_seconds[-1]),
         )
         results.append(FoldResult(i, metrics, metrics_no_overlap, skipped=False))
