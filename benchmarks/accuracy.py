@@ -142,7 +142,8 @@ def write_report(report: dict, results_dir: Path, name: str) -> None:
             lines.append(row(which, seed, r[which], times))
     for which in kinds:
         lines.append(row(f"{which}, mean", "", report[f"mean_{which}"], " |", bold=True))
-    lines.append(row("original (lavis-nlp/spert) with --lowercase, measured here", "", ORIGINAL, "| 20.8 min"))
+    original = "original (lavis-nlp/spert) with --lowercase, measured here"
+    lines.append(row(original, "", ORIGINAL, "| 20.8 min"))
     lines.append("")
     lines.append(
         f"Machine: {report['machine']}. `final` is the model after the last epoch "
