@@ -93,6 +93,7 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
         ({}, 6),  # step 3 of epoch 1: back to step 2
         ({}, 16),  # epoch 2 (its 3rd step): back to the epoch-1 end or step 6
         ({"grad_accumulation": 2, "keep_checkpoints": 1}, 9),  # 3 steps per epoch: 4, 4, 1
+        ({"average_last_epochs": 2}, 16),  # the weight average of epoch 1 is in the checkpoint
     ],
 )
 def test_resume_equals_an_uninterrupted_run(

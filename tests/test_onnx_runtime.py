@@ -11,7 +11,7 @@ import torch
 
 from spert.api import ModelError, SpERT
 from spert.config import SpertConfig
-from spert.data import Types
+from spert.data import Sentence, Types
 from spert.model.onnx import OnnxError, export_onnx, onnx_path
 
 TEXTS = [
@@ -37,10 +37,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> Path:
     return model_dir
 
 
-def test_onnx_predictions_equal_torch(exported: Path) -> None:
-    eager = SpERT.load(exported, device="cpu").predict(TEXTS, batch_size=2)
-    onnx = SpERT.load(exported, runtime="onnx").predict(TEXTS, batch_size=2)
-    assert sum(len(s.entities) for s in eager) > 5 and sum(len(s.relations) for s in eager) > 0
+def assert_same_predictions(eager: list[Sentence], onnx: list[Sentence]) -> None:
+    """The same entities and relations, in the same order, with scores within 1e-4."""
+    assert len(eager) == len(onnx)
     for a, b in zip(eager, onnx):
         assert [(e.type, e.start, e.end) for e in a.entities] == [
             (e.type, e.start, e.end) for e in b.entities
@@ -50,6 +49,13 @@ def test_onnx_predictions_equal_torch(exported: Path) -> None:
         ]
         for x, y in zip(a.entities + a.relations, b.entities + b.relations):
             assert x.score == pytest.approx(y.score, abs=1e-4)
+
+
+def test_onnx_predictions_equal_torch(exported: Path) -> None:
+    eager = SpERT.load(exported, device="cpu").predict(TEXTS, batch_size=2)
+    onnx = SpERT.load(exported, runtime="onnx").predict(TEXTS, batch_size=2)
+    assert sum(len(s.entities) for s in eager) > 5 and sum(len(s.relations) for s in eager) > 0
+    assert_same_predictions(eager, onnx)
 
 
 def test_int8_runs_and_is_close(exported: Path) -> None:
@@ -134,3 +140,37 @@ def test_cli_extract_with_onnx_runtime(tmp_path: Path, exported: Path) -> None:
     assert [
         (e["type"], e["start"], e["end"]) for s in served["sentences"] for e in s["entities"]
     ] == [(e["type"], e["start"], e["end"]) for s in expected["sentences"] for e in s["entities"]]
+
+
+def test_calibration_applies_under_onnx(exported: Path, tmp_path: Path) -> None:
+    """A stored calibration is used by the ONNX runtimes as by torch (it acts on the heads)."""
+    import shutil
+
+    from spert.model.calibration import Calibration
+    from spert.model.directory import write_calibration
+
+    copy = tmp_path / "calibrated"
+    shutil.copytree(exported, copy)
+    names = SpERT.load(exported, device="cpu").types.relation_names
+    write_calibration(
+        copy,
+        Calibration(
+            ("Peop", "Org", "Loc"),
+            tuple(names),
+            entity_temperature=2.0,
+            entity_threshold=0.3,
+            relation_method="platt",
+            relation_scale=(0.7,) * len(names),
+            relation_bias=(0.2,) * len(names),
+            relation_thresholds=(0.45,) * len(names),
+        ),
+    )
+    eager = SpERT.load(copy, device="cpu").predict(TEXTS)
+    raw = SpERT.load(copy, device="cpu", calibration=False).predict(TEXTS)
+    onnx_model = SpERT.load(copy, runtime="onnx")
+    assert onnx_model.calibration is not None
+    onnx = onnx_model.predict(TEXTS)
+    assert [(e.start, e.end, e.score) for s in eager for e in s.entities] != [
+        (e.start, e.end, e.score) for s in raw for e in s.entities
+    ]
+    assert_same_predictions(eager, onnx)

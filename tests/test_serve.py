@@ -773,3 +773,56 @@ def test_response_schema_is_derived_from_the_result_types() -> None:
     # What the server writes (Document.to_dict) is what the schema describes.
     parsed = ExtractResponse.model_validate({"documents": [document.to_dict()]})
     assert parsed.documents == [document]
+
+
+# -- calibration (in process) --------------------------------------------------------------
+def test_calibration_in_info_and_predictions(model_dir: Path, tmp_path: Path) -> None:
+    """/info reports a model's calibration and /extract applies it; --no-calibration
+    (settings.calibration=False) serves the raw model."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from spert.model.calibration import Calibration
+    from spert.model.directory import write_calibration
+    from spert.serve.app import load_app
+    from spert.serve.settings import ServeSettings
+
+    calibrated_dir = tmp_path / "calibrated"
+    shutil.copytree(model_dir, calibrated_dir)
+    plain = SpERT.load(model_dir, device="cpu")
+    names = plain.types.relation_names
+    calibration = Calibration(
+        tuple(plain.types.entities),
+        tuple(names),
+        entity_temperature=3.0,
+        relation_method="temperature",
+        relation_scale=(0.5,) * len(names),
+        relation_bias=(0.0,) * len(names),
+        relation_thresholds=(0.2,) * len(names),
+        fitted_on={"data": "dev.json", "sentences": 3},
+    )
+    write_calibration(calibrated_dir, calibration)
+    sentences = [t.split() for t in TEXTS if t]
+    expected = {
+        True: SpERT.load(calibrated_dir, device="cpu").predict(sentences),
+        False: plain.predict(sentences),
+    }
+    assert expected[True] != expected[False]
+    for use in (True, False):
+        app = load_app(str(calibrated_dir), ServeSettings(calibration=use), "cpu")
+        with TestClient(app) as client:
+            info = client.get("/info").json()
+            documents = client.post("/extract", json={"sentences": sentences}).json()["documents"]
+        if use:
+            assert info["calibration"]["relation_method"] == "temperature"
+            assert info["calibration"]["relation_thresholds"] == {n: 0.2 for n in names}
+            assert info["calibration"]["fitted_on"]["data"] == "dev.json"
+        else:
+            assert info["calibration"] is None
+        for doc, want in zip(documents, expected[use]):
+            (sentence,) = doc["sentences"]
+            assert [(e["type"], e["score"]) for e in sentence["entities"]] == [
+                (e.type, pytest.approx(e.score, abs=1e-4)) for e in want.entities
+            ]
+            assert len(sentence["relations"]) == len(want.relations)

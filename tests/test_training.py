@@ -231,3 +231,37 @@ def test_head_lr_trains_the_heads_alone_when_lr_is_zero(types, sentences, tiny_c
         assert torch.equal(second[name], pretrained[name]), name
     for name in heads:
         assert not torch.equal(first[name], second[name]), name
+
+
+def test_average_last_epochs_saves_the_mean_of_the_last_epochs_weights(
+    types, sentences, tiny_config, tmp_path, monkeypatch
+):
+    from spert.training.trainer import Trainer
+
+    snapshots: list[dict[str, torch.Tensor]] = []
+    update = Trainer.update_average
+
+    def recording_update(self: Trainer, last: bool) -> None:
+        snapshots.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        update(self, last)
+
+    monkeypatch.setattr(Trainer, "update_average", recording_update)
+    config = tiny_config.replace(epochs=3, max_span_size=4, lr=1e-3, average_last_epochs=2)
+    out = tmp_path / "avg"
+    result = train(config, sentences, types, out, dev_data=sentences, device="cpu", progress=False)
+    assert len(snapshots) == 2  # after epochs 2 and 3
+    final = SpERT.load(out / "final", device="cpu").model.state_dict()
+    name = next(k for k, v in snapshots[0].items() if v.is_floating_point() and "encoder" in k)
+    assert not torch.equal(snapshots[0][name], snapshots[1][name])  # the epochs differ
+    for key, value in final.items():
+        if value.is_floating_point():
+            expected = (snapshots[0][key] + snapshots[1][key]) / 2
+            torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    # The final dev evaluation is of the averaged model, the one returned and saved.
+    assert result.model.predict(sentences) == SpERT.load(out / "final").predict(sentences)
+    assert read_metrics(out)[-1]["dev"] == result.model.evaluate(sentences)[0]
+
+
+def test_average_last_epochs_must_not_be_negative():
+    with pytest.raises(ConfigError, match="average_last_epochs"):
+        SpertConfig(average_last_epochs=-1)

@@ -16,8 +16,10 @@ from spert.data import DataError, Entity, Relation, RelationType, Sentence, Type
 from spert.evaluation.visualize import (
     MarkedEntity,
     MarkedRelation,
+    SentenceGroup,
     compare_sentence,
     render_comparison,
+    render_comparison_groups,
     render_documents,
     render_sentences,
     write_html,
@@ -268,6 +270,31 @@ def test_render_sentences_and_empty_pages() -> None:
     assert len(parse(page).having("li", "rel-item")) == 3
     assert "No sentences." in render_documents([])
     assert "No sentences." in render_comparison([], [], TYPES)
+
+
+def test_comparison_groups_page() -> None:
+    gold, predicted = comparison_case()
+    groups = [
+        SentenceGroup("Relations <FN>", "gold only", [1, 0], {1: "2 \u00d7 missed"}),
+        SentenceGroup("All", "every sentence", [0]),
+    ]
+    page = render_comparison_groups(
+        [gold, gold], [gold, predicted], TYPES, groups, title="Errors", intro="2 sentences."
+    )
+    dom = parse(page)
+    # a sentence may appear under several headings; sections keep page-unique ids
+    sections = dom.having("section", "sentence")
+    assert [s["id"] for s in sections] == ["s1", "s2", "s3"]
+    assert '<h2 id="group-1">Relations &lt;FN&gt;</h2>' in page
+    assert '<a href="#group-2">All</a> (1 sentences)' in page
+    assert "2 \u00d7 missed" in page  # the group's line replaces the counts of sentence 2
+    assert "entities: TP 4 FP 0 FN 0" in page  # sentence 1 is all correct
+    statuses = [a.get("data-status") for a in dom.having("li", "rel-item")]
+    assert statuses.count("fn") == 2 and statuses.count("fp") == 2  # sentence 2, shown once
+    with pytest.raises(DataError, match="group 'All': no sentence 5"):
+        render_comparison_groups([gold], [gold], TYPES, [SentenceGroup("All", "", [5])])
+    with pytest.raises(DataError, match="1 sentences but the predictions have 2"):
+        render_comparison_groups([gold], [gold, gold], TYPES, groups)
 
 
 def test_write_html_is_atomic(tmp_path: Path) -> None:

@@ -69,6 +69,15 @@ class ModelConfig:
 
     # --- decoding ---
     relation_threshold: float = 0.4
+    """A relation is kept when its probability exceeds this (a calibrated model,
+    ``spert calibrate``, has its own threshold per relation type)."""
+    max_entities_per_sentence: int = 100
+    """Most entities one sentence may produce, the highest-scoring kept (0 = no cap). Bounds
+    the output (and the relation candidates, pairs of kept entities) of a poor model, which
+    keeps nearly every span; gold CoNLL04 and SciERC sentences have at most 24."""
+    max_relations_per_sentence: int = 200
+    """Most relations one sentence may produce, the highest-scoring kept (0 = no cap); gold
+    CoNLL04 and SciERC sentences have at most 17."""
     max_pairs: int = 1000
     """Relation candidates scored per chunk, bounding memory."""
     max_sentence_words: int = 100
@@ -90,7 +99,12 @@ class ModelConfig:
         if not 0.0 <= self.relation_threshold <= 1.0:
             raise ConfigError("relation_threshold must lie in [0, 1]")
         self._at_least_one("eval_batch_size", "max_pairs", "max_sentence_words")
-        self._not_negative("context_words", "word_shape_dim")
+        self._not_negative(
+            "context_words",
+            "word_shape_dim",
+            "max_entities_per_sentence",
+            "max_relations_per_sentence",
+        )
 
     def _at_least_one(self, *names: str) -> None:
         for name in names:
@@ -202,6 +216,9 @@ class SpertConfig(ModelConfig):
     seed: int = 42
     eval_every_epoch: bool = True
     """Evaluate on the dev set after each epoch (keeps the best model); else only at the end."""
+    average_last_epochs: int = 0
+    """Beyond the paper: the final model is the mean of the weights after each of the last
+    this many epochs (weight averaging; 0 or 1: the last epoch's weights, the paper's)."""
     grad_accumulation: int = 1
     """Micro-batches per optimizer step (gradient accumulation): a larger step batch in the
     same memory. The loss is averaged over all samples of the step's sentences."""
@@ -213,6 +230,9 @@ class SpertConfig(ModelConfig):
     keep_checkpoints: int = 2
     """Checkpoints kept in OUT/checkpoints while training (older ones are deleted, and all
     once the run finishes); 0: write none."""
+    calibrate: bool = False
+    """At the end of training, calibrate OUT/final (and OUT/best) on the dev set, as
+    ``spert calibrate`` does (scores become probabilities; per-type thresholds tuned for F1)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -220,6 +240,7 @@ class SpertConfig(ModelConfig):
         self._not_negative(
             "neg_entity_count", "neg_relation_count", "checkpoint_every", "keep_checkpoints"
         )
+        self._not_negative("average_last_epochs")
         self._not_negative("head_lr")
 
     def model_config(self) -> ModelConfig:

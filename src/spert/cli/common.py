@@ -63,8 +63,10 @@ def build_config(args: argparse.Namespace) -> SpertConfig:
     return SpertConfig.from_dict({**values, **overrides}, "command line")
 
 
-def load_model(path: str | None, device: str | None, runtime: str = "torch") -> SpERT:
-    return SpERT.load(path, device=device, runtime=runtime)
+def load_model(
+    path: str | None, device: str | None, runtime: str = "torch", calibration: bool = True
+) -> SpERT:
+    return SpERT.load(path, device=device, runtime=runtime, calibration=calibration)
 
 
 def add_runtime_option(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +87,20 @@ def add_device_option(parser: argparse.ArgumentParser, note: str = "") -> None:
 
 
 def add_prediction_options(parser: argparse.ArgumentParser) -> None:
-    """``--batch-size``, ``--device`` and ``--runtime``: how a loaded model predicts."""
+    """``--batch-size``, ``--device``, ``--runtime`` and ``--no-calibration``: how a loaded
+    model predicts."""
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
     add_device_option(parser)
     add_runtime_option(parser)
+    add_calibration_option(parser)
+
+
+def add_calibration_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-calibration``: ignore the model's ``calibration.json`` (``spert calibrate``)."""
+    parser.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="ignore the model's calibration (MODEL/calibration.json): raw scores and the "
+        "one relation_threshold, as before `spert calibrate`",
+    )

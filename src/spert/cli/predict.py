@@ -9,10 +9,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spert.cli.common import add_prediction_options, load_model
-from spert.data import DataError, check_dataset, read_dataset, read_types, write_dataset
+from spert.api import SpERT
+from spert.cli.common import CliError, add_prediction_options, load_model
+from spert.data import (
+    DataError,
+    Sentence,
+    check_dataset,
+    read_dataset,
+    read_types,
+    write_dataset,
+)
 from spert.evaluation import format_metrics
+from spert.evaluation.calibration import SCORE_FLOOR
 from spert.evaluation.card import write_model_card
+from spert.evaluation.errors import SIDE_NAMES
+from spert.evaluation.report import report_available, write_report
 from spert.evaluation.visualize import (
     COMPARISON_TITLE,
     PREDICTIONS_TITLE,
@@ -20,6 +31,7 @@ from spert.evaluation.visualize import (
     render_sentences,
     write_html,
 )
+from spert.model.directory import find_model_dir
 from spert.model.onnx import export_onnx
 from spert.runtime.io import (
     FORMATS,
@@ -38,7 +50,9 @@ from spert.utils import atomic_write_text, sigterm_as_interrupt
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    model = load_model(args.model, args.device, args.runtime)
+    if args.report and not report_available():
+        raise CliError("--report draws its plots with matplotlib: pip install 'spert[experiments]'")
+    model = load_model(args.model, args.device, args.runtime, args.calibration)
     data = read_dataset(args.data, model.types)
     metrics, predictions = model.evaluate(
         data, no_overlap=args.no_overlap, batch_size=args.batch_size, progress=True
@@ -52,10 +66,79 @@ def cmd_eval(args: argparse.Namespace) -> None:
         run = read_run_info(Path(args.model).parent)  # OUT/run.json of OUT/final or OUT/best
         card = write_model_card(args.model, run, {args.card: (args.data, metrics)})
         print(f"model card: {card}")
+    if args.report:
+        _eval_report(args, model, data, predictions, metrics)
+
+
+def _eval_report(
+    args: argparse.Namespace,
+    model: SpERT,
+    data: list[Sentence],
+    predictions: list[Sentence],
+    metrics: dict[str, Any],
+) -> None:
+    """``spert eval --report DIR``: predict again with relations kept down to the score floor
+    (with and without the model's calibration, where it has one), write the report (see
+    spert.evaluation.report) and print its headline numbers."""
+    floor = model.predict(
+        data, batch_size=args.batch_size, progress=True, relation_threshold=SCORE_FLOOR
+    )
+    uncalibrated = None
+    calibration = model.calibration
+    if calibration is not None:
+        model.calibration = None  # the same model's raw scores: the "before" of the report
+        try:
+            uncalibrated = model.predict(
+                data, batch_size=args.batch_size, progress=True, relation_threshold=SCORE_FLOOR
+            )
+        finally:
+            model.calibration = calibration
+    info = {
+        "model": args.model,
+        "data": args.data,
+        "runtime": args.runtime,
+        "calibration": "none" if calibration is None else "yes (spert calibrate)",
+        "relation score floor of curves and reliability": SCORE_FLOOR,
+    }
+    if not args.calibration:
+        info["calibration"] = "off (--no-calibration)"
+    if args.no_overlap:
+        info["note"] = (
+            "metrics without overlapping entities (--no-overlap); the error breakdown, curves "
+            "and reliability count every entity"
+        )
+    numbers = write_report(
+        args.report,
+        data,
+        predictions,
+        model.types,
+        floor,
+        uncalibrated,
+        dict(zip(model.types.relation_names, model.relation_thresholds())),
+        calibration.entity_threshold if calibration is not None else None,
+        metrics,
+        info,
+    )
+    print(f"report: {Path(args.report) / 'report.md'}")
+    for section in ("entities", "relations"):
+        r = numbers["reliability"][section]
+        after = f" -> {r['after']['ece']:.4f} calibrated" if r["after"] else ""
+        print(f"  {section} ECE: {r['before']['ece']:.4f}{after}")
+    errors = numbers["errors"]
+    for section in ("entities", "relations"):
+        totals = errors["totals"][section]
+        for side in ("fp", "fn"):
+            kinds = errors["counts"][section][side]
+            if totals[side]:
+                kind, n = max(kinds.items(), key=lambda item: item[1])
+                print(
+                    f"  {section} {SIDE_NAMES[side]}: {totals[side]}, most often "
+                    f"{kind.replace('_', ' ')} ({n})"
+                )
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    model = load_model(args.model, args.device, args.runtime)
+    model = load_model(args.model, args.device, args.runtime, args.calibration)
     sentences, problems = check_dataset(args.input, None, annotated=False)
     if problems:
         raise DataError("; ".join(str(p) for p in problems[:5]))
@@ -81,9 +164,15 @@ def cmd_extract(args: argparse.Namespace) -> None:
     with sigterm_as_interrupt():
         try:
             with open_input(args.input) as stream:
-                model = load_model(args.model, args.device, args.runtime)
+                model = load_model(args.model, args.device, args.runtime, args.calibration)
                 name = "stdin" if args.input == "-" else Path(args.input).name
-                with DocumentWriter(args.out, fmt, title=f"spert extract: {name}") as writer:
+                with DocumentWriter(
+                    args.out,
+                    fmt,
+                    title=f"spert extract: {name}",
+                    types=model.types,
+                    model_version=model_version(args.model),
+                ) as writer:
                     inputs = read_inputs(stream, input_format, args.input)
                     run_extract(model, inputs, writer, args.batch_size, not args.quiet)
         except KeyboardInterrupt:
@@ -102,6 +191,13 @@ def cmd_extract(args: argparse.Namespace) -> None:
         )
 
 
+def model_version(model: str | None) -> str:
+    """The model version Label Studio shows with predictions: the model directory's last two
+    path parts (``runs/bionlp/final`` -> ``bionlp/final``), as ``spert extract`` was given it
+    (the default model: its directory)."""
+    return "/".join(find_model_dir(model).resolve().parts[-2:])
+
+
 def cmd_extract_ray(args: Any) -> None:
     """``spert extract --ray``: see the module docstring."""
     if args.out == "-":
@@ -112,6 +208,8 @@ def cmd_extract_ray(args: Any) -> None:
         raise DataError(
             "--device does not apply with --ray: actors use a GPU when --gpus-per-actor > 0"
         )
+    if not args.calibration:
+        raise DataError("--no-calibration does not apply with --ray: actors load the model as is")
     with sigterm_as_interrupt():
         try:
             summary = extract_shards(
@@ -193,6 +291,14 @@ def _add_eval(sub: Any) -> None:
         help="record these metrics beside the model as SPLIT (default: test) and rewrite its "
         "model card, MODEL/README.md",
     )
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write an error report into DIR: reliability diagrams and ECE (before and "
+        "after calibration), precision-recall curves per type, the entity confusion matrix, "
+        "the error breakdown, the worst sentences per error kind (errors.html) and a summary "
+        "(report.md, report.json); needs matplotlib",
+    )
     add_prediction_options(p)
     p.set_defaults(func=cmd_eval)
 
@@ -232,7 +338,12 @@ def _add_extract(sub: Any) -> None:
         "--format",
         choices=FORMATS,
         default=None,
-        help="output format (default: from the --out suffix .json/.tsv/.html, else jsonl)",
+        help="output format (default: from the --out suffix .json/.tsv/.html, else jsonl); "
+        "brat, label-studio and doccano write what that annotation tool imports, to review the "
+        "predictions: brat a folder (--out DIR) of .txt + .ann per document and annotation.conf, "
+        "label-studio a JSON list of tasks with predictions (model version: the model "
+        "directory's last two path parts) and OUT_STEM.label_config.xml, doccano JSON Lines "
+        "and the label files OUT_STEM.span_types.json and OUT_STEM.relation_types.json",
     )
     p.add_argument(
         "--input-format",

@@ -3,10 +3,13 @@
 A dataset is a JSON list of sentences (or JSONL, one sentence a line)::
 
     {"tokens": [...], "entities": [{"type", "start", "end"}],
-     "relations": [{"type", "head", "tail"}], "orig_id": ..., "doc_id": ...}
+     "relations": [{"type", "head", "tail"}], "orig_id": ..., "doc_id": ...,
+     "offsets": [[start, end], ...]}
 
 ``doc_id`` (optional, a string or an integer) says which document a sentence belongs to; the
 sentences of one document follow one another, in order (see :func:`document_contexts`).
+``offsets`` (optional, written by ``spert import``) holds each token's character offsets in its
+document's text, so that what was imported can be written back to the exact characters.
 
 Every problem is reported with the file, the record index (and ``orig_id``) and the field;
 nothing is dropped silently.
@@ -74,6 +77,7 @@ class Sentence:
     relations: list[Relation] = field(default_factory=list)
     orig_id: Any = None
     doc_id: str | int | None = None  # the document it belongs to (see document_contexts)
+    offsets: list[tuple[int, int]] | None = None  # each token's [start, end) in its document
 
     def to_dict(self) -> dict[str, Any]:
         def strip(d: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +98,8 @@ class Sentence:
             out["orig_id"] = self.orig_id
         if self.doc_id is not None:
             out["doc_id"] = self.doc_id
+        if self.offsets is not None:
+            out["offsets"] = [[start, end] for start, end in self.offsets]
         return out
 
 
@@ -213,16 +219,43 @@ def check_record(
     doc_id = raw.get("doc_id")
     if doc_id is not None and not (isinstance(doc_id, str) or _is_index(doc_id)):
         problem("doc_id", f"must be a string or an integer, got {doc_id!r}")
+    offsets = _check_offsets(raw.get("offsets"), len(tokens), problem)
     raw_entities = _list_field(raw, "entities", annotated, problem)
     entities = _check_entities(raw_entities, len(tokens), types, problem)
     raw_relations = _list_field(raw, "relations", annotated, problem)
     relations = _check_relations(raw_relations, len(raw_entities), types, problem)
     if problems:
         return None, problems
-    return Sentence(list(tokens), entities, relations, orig_id, doc_id), problems
+    return Sentence(list(tokens), entities, relations, orig_id, doc_id, offsets), problems
 
 
 _Report = Callable[[str, str], None]  # (field, message): one problem of the record
+
+
+def _check_offsets(raw: Any, n_words: int, problem: _Report) -> list[tuple[int, int]] | None:
+    """The optional ``offsets`` field: one [start, end) pair per token, in text order."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != n_words:
+        problem("offsets", f"must be a list of {n_words} [start, end] pairs, one per token")
+        return None
+    offsets: list[tuple[int, int]] = []
+    previous_end = 0
+    for i, pair in enumerate(raw):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(_is_index(v) for v in pair)
+            or not previous_end <= pair[0] < pair[1]
+        ):
+            problem(
+                f"offsets[{i}]",
+                f"must be [start, end] with {previous_end} <= start < end, got {pair!r}",
+            )
+            return None
+        offsets.append((pair[0], pair[1]))
+        previous_end = pair[1]
+    return offsets
 
 
 def _list_field(raw: dict[str, Any], name: str, annotated: bool, problem: _Report) -> list[Any]:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from spert.config import MODEL_OPTIONS, TRAINING_OPTIONS
-from spert.data import DataError
+from spert.data import DataError, Types
 from spert.evaluation.summary import TITLES, summarize
-from spert.model.directory import read_meta
+from spert.model.directory import read_calibration, read_meta
 from spert.utils import atomic_write_text
 from spert.version import __version__
 
@@ -93,11 +93,36 @@ def model_card(model_dir: Path, run: Mapping[str, Any] | None, evaluations: Eval
         "- Relations are predicted between entities of one sentence (one encoder input), "
         "never across sentences.",
         f"- Entities are at most {config.max_span_size} words long; one type per span.",
-        f"- A relation is kept when its probability exceeds {config.relation_threshold}.",
-        "- Scores are the model's softmax and sigmoid outputs, not calibrated probabilities.",
+        *_score_limits(model_dir, config.relation_threshold, types),
         "",
     ]
     return "\n".join(lines)
+
+
+def _score_limits(model_dir: Path, relation_threshold: float, types: Types) -> list[str]:
+    """What the scores mean and which relations are kept: the calibration's thresholds
+    (``calibration.json``) where the model has one, else the one ``relation_threshold``."""
+    calibration = read_calibration(model_dir, types)
+    if calibration is None:
+        return [
+            f"- A relation is kept when its probability exceeds {relation_threshold}.",
+            "- Scores are the model's softmax and sigmoid outputs, not calibrated probabilities.",
+        ]
+    thresholds = ", ".join(
+        f"`{t}` {v:.3f}"
+        for t, v in zip(calibration.relation_types, calibration.relation_thresholds)
+    )
+    entity = (
+        'its best type beats "none"'
+        if calibration.entity_threshold is None
+        else f"its score is at least {calibration.entity_threshold:.3f}"
+    )
+    fitted_on = Path(str(calibration.fitted_on.get("data", "held-out data"))).name
+    return [
+        f"- Scores are calibrated probabilities (`spert calibrate` on `{fitted_on}`).",
+        f"- A span is kept as an entity when {entity}; a relation when its score exceeds its "
+        f"type's threshold: {thresholds}.",
+    ]
 
 
 def write_model_card(

@@ -6,6 +6,8 @@ Two kinds of page, both a single file with inline CSS and JavaScript (no network
 * :func:`render_comparison` compares gold and predicted tokenized sentences and marks every
   entity and relation as a true positive (TP: in both), a false positive (FP: predicted only)
   or a false negative (FN: gold only), with a summary of the counts.
+* :func:`render_comparison_groups` draws the same comparison for chosen sentences under
+  headings (e.g. the worst sentences per error kind of ``spert eval --report``).
 
 Entities are highlighted in the text with a colour per type (see the legend) and drawn as
 labelled marks under it; relations are drawn as labelled arcs above the text by the page's
@@ -157,54 +159,122 @@ def render_comparison(
     title: str = COMPARISON_TITLE,
 ) -> str:
     """A page comparing gold and predicted sentences (in the same order), with tp/fp/fn marks."""
-    if len(gold) != len(predicted):
-        raise DataError(
-            f"gold has {len(gold)} sentences but the predictions have {len(predicted)}; "
-            "they must be the same sentences in the same order"
-        )
-    colours = _colours(types.entities, (e.type for s in gold for e in s.entities))
-    colours = _colours(list(colours), (e.type for s in predicted for e in s.entities))
+    colours = _comparison_colours(gold, predicted, types)
     totals = {
         "entities": dict.fromkeys(STATUS_LABELS, 0),
         "relations": dict.fromkeys(STATUS_LABELS, 0),
     }
     sections = []
-    for i, (g, p) in enumerate(zip(gold, predicted)):
-        try:
-            comparison = compare_sentence(g, p, types.symmetric)
-        except DataError as e:
-            raise DataError(f"sentence {i + 1}: {e}") from None
-        counts = comparison.counts()
+    for i in range(len(gold)):
+        html, counts = _comparison_section(i, i, gold, predicted, types, colours)
         for name, by_status in counts.items():
             for status, n in by_status.items():
                 totals[name][status] += n
-        errors = sum(c["fp"] + c["fn"] for c in counts.values())
-        heading = f"Sentence {i + 1}"
-        if g.orig_id is not None:
-            heading += f" (orig_id {g.orig_id})"
-        counts_text = "  ".join(
-            f"{name}: " + " ".join(f"{STATUS_LABELS[s]} {n}" for s, n in by.items())
-            for name, by in counts.items()
-        )
-        sections.append(
-            _sentence_html(
-                i,
-                heading,
-                counts_text,
-                list(g.tokens),
-                [" "] * (len(g.tokens) - 1),
-                comparison.entities,
-                comparison.relations,
-                colours,
-                extra_class="has-errors" if errors else "no-errors",
-            )
-        )
+        sections.append(html)
     summary = _comparison_summary(len(gold), totals)
     controls = (
         '<label class="filter"><input type="checkbox" id="only-errors"> '
         "show only sentences with errors (FP or FN)</label>"
     )
     return _page(title, summary + _legend(colours, statuses=True) + controls, sections)
+
+
+@dataclass(frozen=True)
+class SentenceGroup:
+    """Sentences to show under one heading: indices into the compared lists, and a line of
+    text per sentence (e.g. what went wrong in it)."""
+
+    title: str
+    note: str
+    indices: list[int]
+    lines: dict[int, str] = field(default_factory=dict)
+
+
+def render_comparison_groups(
+    gold: Sequence[Sentence],
+    predicted: Sequence[Sentence],
+    types: Types,
+    groups: Sequence[SentenceGroup],
+    title: str = COMPARISON_TITLE,
+    intro: str = "",
+) -> str:
+    """A comparison page (as :func:`render_comparison` draws) of chosen sentences under
+    headings, with a table of contents; a sentence may appear in several groups."""
+    colours = _comparison_colours(gold, predicted, types)
+    sections, contents = [], []
+    number = 0  # sections need page-unique ids
+    for k, group in enumerate(groups):
+        anchor = f"group-{k + 1}"
+        contents.append(
+            f'<li><a href="#{anchor}">{_e(group.title)}</a> ({len(group.indices)} sentences)</li>'
+        )
+        sections.append(
+            f'<h2 id="{anchor}">{_e(group.title)}</h2>\n<p class="note">{_e(group.note)}</p>'
+        )
+        for i in group.indices:
+            if not 0 <= i < len(gold):
+                raise DataError(f"group {group.title!r}: no sentence {i} ({len(gold)} sentences)")
+            html, _ = _comparison_section(
+                number, i, gold, predicted, types, colours, group.lines.get(i)
+            )
+            sections.append(html)
+            number += 1
+    header = (f'<p class="summary-line">{_e(intro)}</p>' if intro else "") + (
+        f'<ul class="contents">{"".join(contents)}</ul>' if contents else ""
+    )
+    return _page(title, header + _legend(colours, statuses=True), sections)
+
+
+def _comparison_colours(
+    gold: Sequence[Sentence], predicted: Sequence[Sentence], types: Types
+) -> dict[str, str]:
+    """The entity colours of a comparison page; gold and predicted must be aligned."""
+    if len(gold) != len(predicted):
+        raise DataError(
+            f"gold has {len(gold)} sentences but the predictions have {len(predicted)}; "
+            "they must be the same sentences in the same order"
+        )
+    colours = _colours(types.entities, (e.type for s in gold for e in s.entities))
+    return _colours(list(colours), (e.type for s in predicted for e in s.entities))
+
+
+def _comparison_section(
+    number: int,
+    i: int,
+    gold: Sequence[Sentence],
+    predicted: Sequence[Sentence],
+    types: Types,
+    colours: dict[str, str],
+    text: str | None = None,
+) -> tuple[str, dict[str, dict[str, int]]]:
+    """Sentence ``i`` of a comparison page as section ``number`` (page-unique), and its
+    tp/fp/fn counts; ``text`` replaces the counts line under its heading."""
+    g = gold[i]
+    try:
+        comparison = compare_sentence(g, predicted[i], types.symmetric)
+    except DataError as e:
+        raise DataError(f"sentence {i + 1}: {e}") from None
+    counts = comparison.counts()
+    heading = f"Sentence {i + 1}"
+    if g.orig_id is not None:
+        heading += f" (orig_id {g.orig_id})"
+    counts_text = text or "  ".join(
+        f"{name}: " + " ".join(f"{STATUS_LABELS[s]} {n}" for s, n in by.items())
+        for name, by in counts.items()
+    )
+    errors = sum(c["fp"] + c["fn"] for c in counts.values())
+    html = _sentence_html(
+        number,
+        heading,
+        counts_text,
+        list(g.tokens),
+        [" "] * (len(g.tokens) - 1),
+        comparison.entities,
+        comparison.relations,
+        colours,
+        extra_class="has-errors" if errors else "no-errors",
+    )
+    return html, counts
 
 
 def render_documents(documents: Sequence[Document], title: str = PREDICTIONS_TITLE) -> str:

@@ -1,32 +1,87 @@
-"""Decoding: classify every candidate span, drop "none", pair the rest, threshold relations."""
+"""Decoding: classify every candidate span, drop "none", pair the rest, threshold relations.
+
+With a :class:`~spert.model.calibration.Calibration`, entity logits are divided by its
+temperature before the softmax, the "none" decision may use its cut-off, and relation logits
+are calibrated per type before the per-type thresholds. The caps of :class:`ModelConfig`
+(``max_entities_per_sentence``, ``max_relations_per_sentence``) bound what one sentence may
+produce: entities are capped by score before pairing, so the number of pairs is bounded too.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from spert.data import Entity, Relation, Types
+from spert.model.calibration import Calibration
 from spert.model.candidates import Batch
 from spert.model.modeling import RangePooler, SpertModel
 
 
+@dataclass
+class ScoredBatch:
+    """What decoding computes before thresholding relations (see :func:`score_batch`)."""
+
+    kept: torch.Tensor  # (M,) span indices of kept entities, by sentence, start, end
+    kept_batch: torch.Tensor  # (M,) sentence of each kept span
+    entity_labels: torch.Tensor  # (N,) best type other than "none" (1-based), per span
+    entity_scores: torch.Tensor  # (N,) its (calibrated) probability
+    entity_logits: torch.Tensor  # (N, 1 + entity types) raw logits of every candidate span
+    head_slot: torch.Tensor  # (P,) position in ``kept`` of each pair's head
+    tail_slot: torch.Tensor  # (P,) ... and tail
+    relation_logits: torch.Tensor  # (P, relation types) raw logits
+
+
+def top_per_group(group: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
+    """Mask of the ``k`` highest-scoring items of each group (ties: the earlier item); all
+    items for ``k`` <= 0."""
+    if k <= 0 or len(group) == 0:
+        return torch.ones_like(group, dtype=torch.bool)
+    order = torch.argsort(score, descending=True, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]  # by group, then score descending
+    grouped = group[order]
+    first = torch.searchsorted(grouped, grouped)  # first position of each item's group
+    rank = torch.arange(len(order), device=group.device) - first
+    mask = torch.zeros_like(group, dtype=torch.bool)
+    mask[order[rank < k]] = True
+    return mask
+
+
 @torch.no_grad()
-def decode_batch(
+def score_batch(
     model: SpertModel,
     batch: Batch,
-    types: Types,
-    relation_threshold: float,
     max_pairs: int,
-) -> list[tuple[list[Entity], list[Relation]]]:
-    """Entities and relations of each sentence of an inference batch (candidate spans only)."""
+    calibration: Calibration | None = None,
+    max_entities: int = 0,
+) -> ScoredBatch:
+    """Entity decisions for every candidate span and raw relation logits for every ordered
+    pair of kept spans of a sentence (at most ``max_entities`` kept per sentence, by score;
+    0 = no cap)."""
     hidden = model.encode(batch)  # (B, T, H)
     sentence = hidden[:, 0]
     pooler = RangePooler(hidden, model.config.pooling)
     spans = model.span_representations(pooler, batch)  # (N, H + width)
-    entity_probs = model.entity_logits(spans, sentence, batch.span_batch).float().softmax(-1)
-    entity_scores, entity_labels = entity_probs.max(-1)  # (N,)
+    logits = model.entity_logits(spans, sentence, batch.span_batch).float()
+    if calibration is None:
+        entity_probs = logits.softmax(-1)
+    else:
+        entity_probs = calibration.entity_probabilities(logits)
+    entity_scores, best = entity_probs[:, 1:].max(-1)  # (N,) best type other than "none"
+    entity_labels = best + 1
+    if calibration is not None:
+        entity_scores = calibration.entity_score(entity_scores)
+    if calibration is None or calibration.entity_threshold is None:
+        keep = entity_probs.argmax(-1) > 0  # the argmax is not "none"
+    else:
+        keep = entity_scores >= calibration.entity_threshold
+    kept = torch.nonzero(keep).squeeze(1)  # (M,)
+    if max_entities > 0:
+        kept = kept[top_per_group(batch.span_batch[kept], entity_scores[kept], max_entities)]
 
     # Kept spans, ordered by sentence, then start, then end.
-    kept = torch.nonzero(entity_labels > 0).squeeze(1)  # (M,)
     words = batch.span_words[kept]
     # Bound by word indices, not subword length: words with no subwords can outnumber subwords.
     seq = int(words.max()) + 1 if len(words) else 1
@@ -39,22 +94,84 @@ def decode_batch(
     same_sentence.fill_diagonal_(False)
     head_slot, tail_slot = torch.nonzero(same_sentence, as_tuple=True)  # (P,)
     pairs = torch.stack([kept[head_slot], kept[tail_slot]], dim=1)  # (P, 2) span indices
-    relation_probs = torch.cat(
+    n_relations = model.relation_classifier.out_features
+    relation_logits = torch.cat(
         [
-            model.relation_logits(pooler, spans, sentence, batch, pairs[i : i + max_pairs])
-            .float()
-            .sigmoid()
+            model.relation_logits(pooler, spans, sentence, batch, pairs[i : i + max_pairs]).float()
             for i in range(0, len(pairs), max_pairs)
         ]
-        or [spans.new_zeros(0, len(types.relations))]
+        or [spans.new_zeros(0, n_relations, dtype=torch.float32)]
     )  # (P, R)
-    hit_pair, hit_type = torch.nonzero(relation_probs > relation_threshold, as_tuple=True)
+    return ScoredBatch(
+        kept,
+        kept_batch,
+        entity_labels,
+        entity_scores,
+        logits,
+        head_slot,
+        tail_slot,
+        relation_logits,
+    )
+
+
+@torch.no_grad()
+def decode_batch(
+    model: SpertModel,
+    batch: Batch,
+    types: Types,
+    relation_threshold: float | Sequence[float],
+    max_pairs: int,
+    calibration: Calibration | None = None,
+    max_entities: int = 0,
+    max_relations: int = 0,
+) -> list[tuple[list[Entity], list[Relation]]]:
+    """Entities and relations of each sentence of an inference batch (candidate spans only).
+
+    ``relation_threshold``: one cut-off for every relation type, or one per type; a relation
+    is kept when its (calibrated) probability exceeds it. At most ``max_entities`` entities and
+    ``max_relations`` relations per sentence are kept, the highest-scoring (0 = no cap).
+    """
+    scored = score_batch(model, batch, max_pairs, calibration, max_entities)
+    kept, kept_batch = scored.kept, scored.kept_batch
+    head_slot, tail_slot = scored.head_slot, scored.tail_slot
+    if calibration is None:
+        relation_probs = scored.relation_logits.sigmoid()
+    else:
+        relation_probs = calibration.relation_probabilities(scored.relation_logits)
+    thresholds = torch.as_tensor(relation_threshold, dtype=relation_probs.dtype)
+    hit_pair, hit_type = torch.nonzero(
+        relation_probs > thresholds.to(relation_probs.device), as_tuple=True
+    )
+    hit_score = relation_probs[hit_pair, hit_type]
 
     # Per-sentence entity numbering: rank of each kept span within its sentence.
+    device = kept.device
     first_of_sentence = torch.searchsorted(
-        kept_batch, torch.arange(batch.num_sentences, device=kept.device)
+        kept_batch, torch.arange(batch.num_sentences, device=device)
     )
-    slot_in_sentence = torch.arange(len(kept), device=kept.device) - first_of_sentence[kept_batch]
+    slot_in_sentence = torch.arange(len(kept), device=device) - first_of_sentence[kept_batch]
+
+    # A symmetric relation is one fact: of its two directions keep the higher-scoring one.
+    head = slot_in_sentence[head_slot[hit_pair]]
+    tail = slot_in_sentence[tail_slot[hit_pair]]
+    hit_sentence = kept_batch[head_slot[hit_pair]]
+    symmetric = torch.tensor(
+        [name in types.symmetric for name in types.relation_names], dtype=torch.bool, device=device
+    )
+    flip = symmetric[hit_type] & (tail < head)
+    key = torch.stack(
+        [hit_sentence, torch.where(flip, tail, head), torch.where(flip, head, tail), hit_type], 1
+    )
+    chosen = torch.arange(len(hit_score), device=device)
+    if bool(symmetric.any()) and len(hit_score):
+        _, group = torch.unique(key, dim=0, return_inverse=True)
+        leaders = torch.nonzero(top_per_group(group, hit_score, 1)).squeeze(1)
+        # Listed where the fact's first hit stands (in either direction), as decoding always did.
+        first_hit = group.new_full((int(group.max()) + 1,), len(group))
+        first_hit = first_hit.scatter_reduce(0, group, chosen, "amin")
+        chosen = leaders[torch.argsort(first_hit[group[leaders]])]
+    if max_relations > 0:
+        chosen = chosen[top_per_group(hit_sentence[chosen], hit_score[chosen], max_relations)]
 
     results: list[tuple[list[Entity], list[Relation]]] = [
         ([], []) for _ in range(batch.num_sentences)
@@ -63,26 +180,17 @@ def decode_batch(
     for b, (start, end), label, score in zip(
         kept_batch.tolist(),
         batch.span_words[kept].tolist(),
-        entity_labels[kept].tolist(),
-        entity_scores[kept].tolist(),
+        scored.entity_labels[kept].tolist(),
+        scored.entity_scores[kept].tolist(),
     ):
         results[b][0].append(Entity(entity_names[label - 1], start, end, round(score, 6)))
-    relation_names, symmetric = types.relation_names, types.symmetric
-    slots, sentence_of = slot_in_sentence.tolist(), kept_batch.tolist()
-    heads, tails = head_slot.tolist(), tail_slot.tolist()
-    # A symmetric relation is one fact: of its two directions keep the higher-scoring one.
-    chosen: dict[tuple[int, int, int, int], tuple[float, int, int]] = {}
-    for p, t, score in zip(
-        hit_pair.tolist(), hit_type.tolist(), relation_probs[hit_pair, hit_type].tolist()
+    relation_names = types.relation_names
+    for b, h, tl, t, score in zip(
+        hit_sentence[chosen].tolist(),
+        head[chosen].tolist(),
+        tail[chosen].tolist(),
+        hit_type[chosen].tolist(),
+        hit_score[chosen].tolist(),
     ):
-        h, tl = slots[heads[p]], slots[tails[p]]
-        key = (
-            sentence_of[heads[p]],
-            *((min(h, tl), max(h, tl)) if relation_names[t] in symmetric else (h, tl)),
-            t,
-        )
-        if key not in chosen or score > chosen[key][0]:
-            chosen[key] = (score, h, tl)
-    for (b, _, _, t), (score, h, tl) in chosen.items():
         results[b][1].append(Relation(relation_names[t], h, tl, round(score, 6)))
     return results

@@ -1,7 +1,8 @@
 """The model directory: what a saved model needs to predict, and nothing else.
 
 ``spert.json`` (layout version, spert version, model options, types), ``encoder/`` (the Hugging
-Face encoder and its tokenizer) and ``heads.safetensors`` (everything outside the encoder).
+Face encoder and its tokenizer), ``heads.safetensors`` (everything outside the encoder) and,
+once ``spert calibrate`` has run, ``calibration.json`` (see :mod:`spert.model.calibration`).
 Training options (learning rate, epochs, ...) are the training run's record, not the model's.
 """
 
@@ -18,9 +19,10 @@ from transformers import AutoModel, PreTrainedTokenizerBase
 
 from spert.config import TRAINING_OPTIONS, ConfigError, ModelConfig
 from spert.data import DataError, Types
+from spert.model.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from spert.model.encoding import load_tokenizer
 from spert.model.modeling import SpertModel
-from spert.utils import atomic_replace_dir
+from spert.utils import atomic_replace_dir, atomic_write_text
 from spert.version import __version__
 
 #: Version of the model directory layout; a directory of another version is refused.
@@ -44,6 +46,7 @@ class SavedModel:
     tokenizer: PreTrainedTokenizerBase
     types: Types
     config: ModelConfig
+    calibration: Calibration | None = None
 
 
 def default_model_dir() -> Path:
@@ -104,8 +107,9 @@ def read_meta(path: Path) -> tuple[ModelConfig, Types]:
     return config, types
 
 
-def load_model_dir(path: Path) -> SavedModel:
-    """Encoder, heads, tokenizer, types and options of the model directory ``path``."""
+def load_model_dir(path: Path, calibration: bool = True) -> SavedModel:
+    """Encoder, heads, tokenizer, types, options and (unless ``calibration=False``) the
+    calibration of the model directory ``path``."""
     config, types = read_meta(path)
     encoder_path = path / ENCODER_DIR
     tokenizer = load_tokenizer(encoder_path, config.lowercase)
@@ -116,7 +120,34 @@ def load_model_dir(path: Path) -> SavedModel:
     if missing or unexpected:
         raise ModelError(f"{path}: heads do not match (missing {missing}, unexpected {unexpected})")
     model.eval()
-    return SavedModel(model, tokenizer, types, config)
+    stored = read_calibration(path, types) if calibration else None
+    return SavedModel(model, tokenizer, types, config, stored)
+
+
+def read_calibration(path: Path, types: Types) -> Calibration | None:
+    """The calibration stored in the model directory ``path``, checked against its types; None
+    when it has none."""
+    file = Path(path) / CALIBRATION_FILE
+    if not file.is_file():
+        return None
+    try:
+        calibration = Calibration.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        calibration.check_types(types.entities, types.relation_names)
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{file}: unreadable ({e})") from None
+    except CalibrationError as e:
+        raise ModelError(f"{file}: {e}") from None
+    return calibration
+
+
+def write_calibration(path: str | os.PathLike[str], calibration: Calibration | None) -> None:
+    """Store ``calibration`` in the model directory ``path`` (atomically), or remove the
+    stored one for None."""
+    file = find_model_dir(path) / CALIBRATION_FILE
+    if calibration is None:
+        file.unlink(missing_ok=True)
+    else:
+        atomic_write_text(file, json.dumps(calibration.to_dict(), indent=2) + "\n")
 
 
 def save_model_dir(path: str | os.PathLike[str], saved: SavedModel) -> None:
@@ -138,5 +169,8 @@ def save_model_dir(path: str | os.PathLike[str], saved: SavedModel) -> None:
             "types": saved.types.to_dict(),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if saved.calibration is not None:
+            text = json.dumps(saved.calibration.to_dict(), indent=2) + "\n"
+            (tmp / CALIBRATION_FILE).write_text(text, encoding="utf-8")
 
     atomic_replace_dir(path, fill)

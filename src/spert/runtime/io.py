@@ -3,9 +3,15 @@
 Input is plain text (``lines``: one document per non-empty line; ``text``: the whole input is
 one document) or JSON Lines records with a "text" field (or a "tokens" list) and an optional
 "id", from a file or stdin. Output is written as documents are processed: JSON Lines (one
-Document a line), a JSON list, TSV (one row per entity and per relation) or an HTML page.
+Document a line), a JSON list, TSV (one row per entity and per relation), an HTML page, or
+what an annotation tool imports to review the predictions: ``brat`` (a folder of ``.txt`` +
+``.ann`` per document and an ``annotation.conf``), ``label-studio`` (a JSON list of tasks with
+predictions, and ``<stem>.label_config.xml`` beside it) or ``doccano`` (JSON Lines, and the
+label files ``<stem>.span_types.json`` / ``<stem>.relation_types.json`` beside it); see
+:mod:`spert.data.formats`.
 
-Memory does not grow with the input (except for HTML, which renders all documents at the end).
+Memory does not grow with the input (except for HTML and brat, which write all documents at
+the end).
 The output goes to a temporary file beside the target, renamed over it when the run ends,
 also when it is interrupted (Ctrl-C or SIGTERM): the file then holds, in valid form, what was
 processed, and the command exits with code 130.
@@ -22,12 +28,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from spert.data import DataError
+from spert.data import DataError, Types
+from spert.data.formats.brat import write_brat
+from spert.data.formats.doccano import doccano_line, write_doccano_labels
+from spert.data.formats.document import CharDocument, document_from_extraction
+from spert.data.formats.label_studio import (
+    label_config,
+    label_config_path,
+    label_studio_task_json,
+)
 from spert.evaluation.visualize import render_documents
 from spert.results import Document
-from spert.utils import AtomicFile, signals_held
+from spert.utils import AtomicFile, atomic_write_text, signals_held
 
-FORMATS = ("jsonl", "json", "tsv", "html")
+FORMATS = ("jsonl", "json", "tsv", "html", "brat", "label-studio", "doccano")
+#: The formats of annotation tools, written for review (they need the model's types).
+TOOL_FORMATS = ("brat", "label-studio", "doccano")
 INPUT_FORMATS = ("text", "lines", "jsonl")
 TSV_COLUMNS = (
     "doc",
@@ -129,23 +145,44 @@ class DocumentWriter:
     """Writes Documents as they come in one format to a file or stdout (``-``).
 
     A file is written as a temporary file beside it and renamed over it by :meth:`close`,
-    which also ends the format (closes the JSON list, renders the HTML page). Use it as a
-    context manager: the output is closed, and so valid, however the block ends.
+    which also ends the format (closes the JSON list, renders the HTML page, writes the brat
+    folder and the tools' label files). Use it as a context manager: the output is closed,
+    and so valid, however the block ends.
+
+    The annotation tool formats (:data:`TOOL_FORMATS`) need ``types``, the model's entity and
+    relation types: they become the tool's labels. ``model_version`` names the model in Label
+    Studio's predictions.
     """
 
-    def __init__(self, out: str, fmt: str, title: str = "spert extract") -> None:
+    def __init__(
+        self,
+        out: str,
+        fmt: str,
+        title: str = "spert extract",
+        types: Types | None = None,
+        model_version: str = "spert",
+    ) -> None:
         if fmt not in FORMATS:
             raise DataError(f"unknown output format {fmt!r}; use one of {FORMATS}")
+        if fmt in TOOL_FORMATS and types is None:
+            raise DataError(f"--format {fmt} needs the model's types")
+        if fmt == "brat" and out == "-":
+            raise DataError("--format brat writes a folder (.txt + .ann per document): give --out")
         self.out = out
         self.format = fmt
         self.title = title
+        self.types = types
+        self.model_version = model_version
         self.documents = 0
         self.entities = 0
         self.relations = 0
         self._kept: list[Document] = []  # html only
+        self._kept_char: list[CharDocument] = []  # brat only
         self._closed = False
         self._atomic: AtomicFile | None = None
-        if out == "-":
+        if fmt == "brat":
+            self._file: TextIO = io.StringIO()  # nothing goes to it: brat writes at close
+        elif out == "-":
             self._file: TextIO = sys.stdout
             encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower()
             if encoding.replace("-", "") != "utf8" and hasattr(sys.stdout, "reconfigure"):
@@ -153,7 +190,7 @@ class DocumentWriter:
         else:
             self._atomic = AtomicFile(out)
             self._file = self._atomic.file
-        if fmt == "json":
+        if fmt in ("json", "label-studio"):
             self._file.write("[")
         elif fmt == "tsv":
             self._file.write("\t".join(TSV_COLUMNS) + "\n")
@@ -167,8 +204,18 @@ class DocumentWriter:
             self._file.write(sep + document_line(doc))
         elif self.format == "tsv":
             self._file.write(tsv_rows(doc, doc.id if doc.id is not None else self.documents))
-        else:
+        elif self.format == "html":
             self._kept.append(doc)
+        else:
+            symmetric = self.types.symmetric if self.types is not None else frozenset()
+            char_doc = document_from_extraction(doc, self.documents, symmetric)
+            if self.format == "brat":
+                self._kept_char.append(char_doc)
+            elif self.format == "doccano":
+                self._file.write(doccano_line(char_doc) + "\n")
+            else:
+                sep = "\n" if self.documents == 0 else ",\n"
+                self._file.write(sep + label_studio_task_json(char_doc, self.model_version))
         self.documents += 1
         for sentence in doc.sentences:
             self.entities += len(sentence.entities)
@@ -181,7 +228,7 @@ class DocumentWriter:
         self._closed = True
         with signals_held():
             try:
-                if self.format == "json":
+                if self.format in ("json", "label-studio"):
                     self._file.write("\n]\n" if self.documents else "]\n")
                 elif self.format == "html":
                     self._file.write(render_documents(self._kept, self.title))
@@ -189,9 +236,21 @@ class DocumentWriter:
                 if self._atomic is not None:
                     self._atomic.commit()
                     self._atomic = None
+                self._write_tool_files()
             finally:
                 if self._atomic is not None:  # finishing failed: leave no stray temporary file
                     self._atomic.discard()
+
+    def _write_tool_files(self) -> None:
+        """The brat folder, or the label files that go beside a tool's output file."""
+        if self.types is None or self.out == "-":
+            return
+        if self.format == "brat":
+            write_brat(self._kept_char, self.out, self.types)
+        elif self.format == "label-studio":
+            atomic_write_text(label_config_path(self.out), label_config(self.types))
+        elif self.format == "doccano":
+            write_doccano_labels(self.out, self.types)
 
     def __enter__(self) -> DocumentWriter:
         return self

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
 from spert.config import ModelConfig, SpertConfig
 from spert.data import Context, DataError, Sentence, Types, check_record, document_contexts
 from spert.evaluation import evaluate
+from spert.model.calibration import Calibration
 from spert.model.candidates import Batch, candidate_spans, collate
 from spert.model.decoding import decode_batch
 from spert.model.directory import (
@@ -52,9 +53,13 @@ class SpERT:
         types: Types,
         config: ModelConfig,
         device: torch.device | str | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.model = model
         self.runtime = "torch"  # or "onnx" / "onnx-int8": see load()
+        #: Applied when predicting (see spert.model.calibration); None: raw scores, one
+        #: relation threshold (``config.relation_threshold``). May be set or cleared.
+        self.calibration = calibration
         self.tokenizer = tokenizer
         self.types = types
         self.config = config
@@ -102,23 +107,28 @@ class SpERT:
         path: str | Path | None = None,
         device: torch.device | str | None = None,
         runtime: str = "torch",
+        calibration: bool = True,
     ) -> SpERT:
         """Load a model directory written by :meth:`save`; without a path, the default model
         (:func:`spert.model.directory.default_model_dir`, written by ``spert demo``).
 
         ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime on the CPU from
-        the files ``spert export-onnx`` writes (see :mod:`spert.model.onnx`)."""
+        the files ``spert export-onnx`` writes (see :mod:`spert.model.onnx`). The model's
+        calibration (``calibration.json``, from ``spert calibrate``) is used unless
+        ``calibration=False``."""
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose {', '.join(RUNTIMES)}")
         if runtime != "torch" and device is not None and torch.device(device).type != "cpu":
             raise ModelError(f"runtime {runtime} runs on the CPU only, not on {device}")
         path = find_model_dir(path)
-        saved = load_model_dir(path)
+        saved = load_model_dir(path, calibration)
         if runtime != "torch":
             encoder_config = saved.model.encoder.config
             saved.model.encoder = OnnxEncoder(onnx_path(path, runtime), encoder_config)
             device = "cpu"
-        spert = cls(saved.model, saved.tokenizer, saved.types, saved.config, device)
+        spert = cls(
+            saved.model, saved.tokenizer, saved.types, saved.config, device, saved.calibration
+        )
         spert.runtime = runtime
         return spert
 
@@ -126,7 +136,10 @@ class SpERT:
         """Write the model directory atomically: a temporary folder, then a rename."""
         if self.runtime != "torch":
             raise ModelError(f"a model loaded with runtime {self.runtime} cannot be saved")
-        save_model_dir(path, SavedModel(self.model, self.tokenizer, self.types, self.config))
+        save_model_dir(
+            path,
+            SavedModel(self.model, self.tokenizer, self.types, self.config, self.calibration),
+        )
 
     # -- inference -----------------------------------------------------------------------
     def document_contexts(self, sentences: Sequence[Sentence]) -> list[Context] | None:
@@ -175,6 +188,7 @@ class SpERT:
         batch_size: int | None = None,
         progress: bool = False,
         contexts: Sequence[Context] | None = None,
+        relation_threshold: float | None = None,
     ) -> list[Sentence]:
         """Entities and relations for each pre-tokenized sentence, in input order.
 
@@ -184,8 +198,11 @@ class SpERT:
         ``contexts`` gives them instead (words before, words after each sentence; at most
         ``context_words`` of each are used, none for 0), e.g. for a share of a larger input:
         the :meth:`document_contexts` of the whole input, sliced like the share.
+        ``relation_threshold`` replaces every relation threshold (the calibration's per-type
+        ones, or ``config.relation_threshold``) with one cut-off on the (calibrated) score.
         """
         inputs = [_as_sentence(s, i) for i, s in enumerate(sentences)]
+        thresholds = self.relation_thresholds(relation_threshold)
         words = self.config.context_words
         if contexts is None:
             contexts = self.document_contexts(inputs)
@@ -209,8 +226,11 @@ class SpERT:
                         self.model,
                         batch.to(self.device),
                         self.types,
-                        self.config.relation_threshold,
+                        thresholds,
                         self.config.max_pairs,
+                        self.calibration,
+                        self.config.max_entities_per_sentence,
+                        self.config.max_relations_per_sentence,
                     )
                     for j, (entities, relations) in zip(chunk, decoded):
                         source = inputs[j]
@@ -221,6 +241,17 @@ class SpERT:
         finally:
             self.model.train(was_training)
         return [r for r in results if r is not None]
+
+    def relation_thresholds(self, override: float | None = None) -> list[float]:
+        """The cut-off of each relation type: ``override`` for all, else the calibration's,
+        else ``config.relation_threshold``."""
+        if override is not None:
+            if not 0.0 <= override <= 1.0:
+                raise ValueError(f"relation_threshold must lie in [0, 1], got {override}")
+            return [float(override)] * len(self.types.relations)
+        if self.calibration is not None:
+            return list(self.calibration.relation_thresholds)
+        return [self.config.relation_threshold] * len(self.types.relations)
 
     def extract(
         self,
@@ -264,9 +295,13 @@ class SpERT:
         no_overlap: bool = False,
         batch_size: int | None = None,
         progress: bool = False,
+        relation_threshold: float | None = None,
     ) -> tuple[dict[str, Any], list[Sentence]]:
-        """Metrics against gold sentences, and the predictions they were computed from."""
-        predictions = self.predict(data, batch_size=batch_size, progress=progress)
+        """Metrics against gold sentences, and the predictions they were computed from
+        (``relation_threshold``: see :meth:`predict`)."""
+        predictions = self.predict(
+            data, batch_size=batch_size, progress=progress, relation_threshold=relation_threshold
+        )
         return evaluate(data, predictions, self.types, no_overlap=no_overlap), predictions
 
 

@@ -226,6 +226,9 @@ def create_app(
                 {"name": r.name, "symmetric": r.symmetric} for r in model.types.relations
             ],
             "device": str(model.device),
+            "calibration": (
+                model.calibration.summary() if getattr(model, "calibration", None) else None
+            ),
             "torch_threads": torch_threads(),
             "worker": worker_id,
             "pid": os.getpid(),
@@ -279,7 +282,7 @@ def load_app(model_dir: str | None, settings: ServeSettings, device: str | None 
     from spert.api import SpERT
 
     set_threads(settings.threads)
-    model = SpERT.load(model_dir, device=device)
+    model = SpERT.load(model_dir, device=device, calibration=settings.calibration)
     app = create_app(model, settings)
     logger.info(
         "model %s: %d entity and %d relation types, on %s (%d torch threads)",

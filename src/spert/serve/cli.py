@@ -103,6 +103,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="no log line per request",
     )
+    p.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="ignore the model's calibration (MODEL/calibration.json): raw scores and the one "
+        "relation threshold",
+    )
 
     _add_ray(p)
 

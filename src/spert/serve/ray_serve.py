@@ -126,7 +126,7 @@ class SpertDeployment:
         hf_logging.set_verbosity_error()
         self.settings = ServeSettings(**settings)
         set_threads(self.settings.threads)
-        self.model = SpERT.load(model_dir, device=device)
+        self.model = SpERT.load(model_dir, device=device, calibration=self.settings.calibration)
         self.batch_size = self.settings.batch_size or self.model.config.eval_batch_size
         self.split_pool = ThreadPoolExecutor(1, thread_name_prefix="spert-split")
         self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="spert-model")

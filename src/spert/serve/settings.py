@@ -46,6 +46,9 @@ class ServeSettings:
     """On SIGTERM/SIGINT, how long in-flight requests may take before they are cut off."""
     access_log: bool = True
     """Log one line per request."""
+    calibration: bool = True
+    """Use the model's calibration (``calibration.json``, from ``spert calibrate``) if it has
+    one; False (``--no-calibration``): raw scores and the one relation threshold."""
 
     def __post_init__(self) -> None:
         positive = (

@@ -147,25 +147,25 @@ def _quiet_logging() -> None:
         pass
 
 
-def _check_model(model_dir: str | None, device: str | None) -> str | None:
+def _check_model(model_dir: str | None, device: str | None, calibration: bool) -> str | None:
     """Load the model once (run in a process of its own); why it cannot be loaded, or None."""
     _quiet_logging()
     try:
         from spert.api import SpERT
 
-        SpERT.load(model_dir, device=device)
+        SpERT.load(model_dir, device=device, calibration=calibration)
     except Exception as e:
         return _one_line(e)
     return None
 
 
-def check_model(model_dir: str | None, device: str | None) -> None:
+def check_model(model_dir: str | None, device: str | None, calibration: bool = True) -> None:
     """Raise SystemExit with a one-line error if the model cannot be loaded on ``device``; the
     load runs in a short-lived spawned process, so that this one need not import torch."""
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(1, mp_context=context) as pool:
-            error = pool.submit(_check_model, model_dir, device).result()
+            error = pool.submit(_check_model, model_dir, device, calibration).result()
     except BrokenProcessPool:  # killed (out of memory?) or crashed while loading the model
         error = f"the process loading the model {model_dir or '(default)'} died"
     if error is not None:
@@ -206,7 +206,7 @@ def serve_workers(model_dir: str | None, settings: ServeSettings, device: str | 
             f"{uvicorn.__version__}); upgrade it, or serve with one worker"
         )
     # A bad model directory fails here, as one line, before any worker starts.
-    check_model(model_dir, device)
+    check_model(model_dir, device, settings.calibration)
     settings = replace(settings, threads=worker_threads(settings))
     worker = {"model": model_dir, "device": device, "settings": settings.to_dict()}
     os.environ[WORKER_ENV] = json.dumps(worker)  # spawned workers inherit the environment

@@ -31,6 +31,8 @@ from spert.config import ConfigError, SpertConfig
 from spert.data import Sentence, Types
 from spert.evaluation import evaluate, relation_f1, summarize
 from spert.evaluation.card import write_model_card
+from spert.model.directory import write_calibration
+from spert.runtime.calibrate import calibrate
 from spert.runtime.predictor import SpERT
 from spert.training import checkpoint, distributed
 from spert.training.batches import (
@@ -76,6 +78,7 @@ class Progress:
     best_epoch: int | None = None
     best_dev: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    averaged: int = 0  # epochs in the weight average so far (average_last_epochs)
 
 
 def train(
@@ -171,6 +174,8 @@ class Trainer:
         self.state = Progress()
         self.net: nn.Module = self.model
         self.writer: Any = None
+        # Running mean of the weights after each of the last average_last_epochs epochs.
+        self.average: dict[str, torch.Tensor] | None = None
 
     # -- start ---------------------------------------------------------------------------
     def start(self, data_files: dict[str, str | None] | None = None) -> None:
@@ -202,6 +207,7 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.state = Progress(**saved["progress"])
+        self.average = saved.get("average")
         checkpoint.restore_rng(saved["rng"], self.ctx, self.config.seed, self.state.step)
         if self.main:
             logger.info(
@@ -322,6 +328,8 @@ class Trainer:
         and write a checkpoint; the run moves on to the next epoch."""
         config, state = self.config, self.state
         epoch = record["epoch"]
+        if config.average_last_epochs > 1 and epoch > config.epochs - config.average_last_epochs:
+            self.update_average(last=epoch == config.epochs)
         if self.dev_data and (config.eval_every_epoch or epoch == config.epochs):
             dev_metrics = self.evaluate(self.dev_data)
             score = relation_f1(dev_metrics)
@@ -348,6 +356,21 @@ class Trainer:
         state.epoch, state.position, state.epoch_loss, state.epoch_seconds = epoch + 1, 0, 0.0, 0.0
         self.save_checkpoint()
 
+    @torch.no_grad()
+    def update_average(self, last: bool) -> None:
+        """Add the current weights to the running mean; after the last epoch, the model takes
+        the mean (what is evaluated and saved as final)."""
+        weights = self.model.state_dict()
+        self.state.averaged += 1
+        if self.average is None:
+            self.average = {k: v.detach().clone() for k, v in weights.items()}
+        else:
+            for name, mean in self.average.items():
+                if mean.is_floating_point():
+                    mean += (weights[name] - mean) / self.state.averaged
+        if last:
+            self.model.load_state_dict(self.average)
+
     def evaluate(self, dev_data: Sequence[Sentence]) -> dict[str, Any]:
         """Dev metrics; with several processes, each predicts a share and all gather them."""
         ctx = self.ctx
@@ -370,6 +393,7 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "average": self.average,
                 "rng": rng,
                 "progress": _plain(asdict(self.state)),
                 "config": self.config.to_dict(),
@@ -377,6 +401,37 @@ class Trainer:
             }
             checkpoint.save_checkpoint(
                 self.checkpoints, self.state.step, payload, self.config.keep_checkpoints
+            )
+
+    def calibrate_saved(self) -> None:
+        """``config.calibrate``: fit the calibration of OUT/final (and OUT/best) on the dev
+        set and store it with each (as ``spert calibrate`` does)."""
+        if not self.dev_data:
+            logger.warning("calibrate: no dev set to calibrate on; the models stay uncalibrated")
+            return
+        name = _dev_data_name(checkpoint.read_run_info(self.out_dir))
+        for folder in ("final", "best"):
+            path = self.out_dir / folder
+            if not path.is_dir():
+                continue
+            if folder == "final":
+                model = self.spert
+            else:
+                model = SpERT.load(path, device=self.ctx.device, calibration=False)
+            calibration = calibrate(model, self.dev_data, data_name=name)
+            write_calibration(path, calibration)
+            self._write_card(path, None)  # its limits name the calibrated thresholds
+            if folder == "final":
+                self.spert.calibration = calibration
+            relations = calibration.metrics.get("relations_strict", {})
+            logger.info(
+                "calibrated %s on %s: relation ECE %s -> %s, strict micro F1 %s -> %s",
+                path,
+                name,
+                relations.get("ece_before"),
+                relations.get("ece_after"),
+                relations.get("micro_f1_default"),
+                relations.get("micro_f1_tuned"),
             )
 
     def _write_card(self, model_dir: Path, dev_metrics: dict[str, Any] | None) -> None:
@@ -393,6 +448,8 @@ class Trainer:
             last = self.state.history[-1] if self.state.history else {}
             self._write_card(self.out_dir / "final", last.get("dev"))
             checkpoint.remove_checkpoints(self.checkpoints)
+            if self.config.calibrate:
+                self.calibrate_saved()
         if self.writer is not None:
             self.writer.close()
         self.model.eval()

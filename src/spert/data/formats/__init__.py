@@ -1,0 +1,1 @@
+"""Annotation tool formats (brat, Label Studio, doccano): import to SpERT sentences, export back."""
