@@ -1,5 +1,5 @@
-"""Issue 17: one table and one plot over every CoNLL04-dev run of recipe.toml and
-fast_vs_paper.toml (they share runs/experiments/conll04_dev).
+"""Issue 17: one table and one plot over every CoNLL04-dev run of recipe.toml, recipe2.toml,
+paper_dev.toml and fast_vs_paper.toml (they share runs/experiments/conll04_dev).
 
     python benchmarks/issue17_report.py [--runs runs/experiments/conll04_dev]
         [--out benchmarks/results/ablations/issue17]
@@ -31,6 +31,7 @@ SHOWN = (
     "neg_entity_count",
     "neg_relation_count",
     "grad_accumulation",
+    "average_last_epochs",
 )
 
 
@@ -43,10 +44,11 @@ def label(cfg: dict) -> str:
         "neg_entity_count": 100,
         "neg_relation_count": 100,
         "grad_accumulation": 1,
+        "average_last_epochs": 0,
     }
     fastish = cfg["length_bucketing"]
     base = {**defaults, **(FAST if fastish else PAPER)}
-    parts = [f"{k}={cfg[k]}" for k in SHOWN if cfg[k] != base[k]]
+    parts = [f"{k}={cfg.get(k, base[k])}" for k in SHOWN if cfg.get(k, base[k]) != base[k]]
     name = "fast" if fastish else "paper"
     return name + (" + " + ", ".join(parts) if parts else "")
 
@@ -85,7 +87,7 @@ def main() -> None:
     lines = [
         "# Issue 17: CoNLL04 dev (final model), bundled encoder",
         "",
-        "Every run of `benchmarks/grids/recipe.toml` and `benchmarks/grids/fast_vs_paper.toml`",
+        "Every run of `benchmarks/grids/{recipe,recipe2,paper_dev,fast_vs_paper}.toml`",
         "(trained on conll04_train.json, final model tested on conll04_dev.json; no per-epoch dev",
         "evaluation, no checkpoints). Made by `python benchmarks/issue17_report.py`.",
         "",
@@ -96,6 +98,8 @@ def main() -> None:
         "For length-bucketed batches of 8 an epoch costs the same whatever the other options",
         "(casing features and learning rates add nothing measurable), so a second estimate,",
         f"less exposed to the machine's load: {FAST_IDLE_MIN} min x epochs / 10.",
+        "Exception: the `paper` run (paper_dev.toml) used 2 threads on the idle machine, so its",
+        "train time is an idle 2-thread time and its estimate columns do not apply.",
         "",
         "| "
         + " | ".join(
