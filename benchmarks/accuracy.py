@@ -2,7 +2,7 @@
 test on CoNLL04 test.
 
     python benchmarks/accuracy.py --seeds 1 2
-    python benchmarks/accuracy.py --preset fast --seeds 1 2 --name accuracy_conll04_fast
+    python benchmarks/accuracy.py --preset fast-v1 --seeds 1 2 --name accuracy_conll04_fast
 
 Each seed's run lives in ``--work/seed_N``; a finished seed is not trained again. Writes
 ``benchmarks/results/accuracy_conll04.json`` and ``.md`` (mean over seeds of the final model,

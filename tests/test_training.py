@@ -14,6 +14,7 @@ from spert.api import SpERT
 from spert.config import ConfigError, SpertConfig
 from spert.model.candidates import Batch
 from spert.training import ADAM_BETAS, learning_rate_factor, make_optimizer, spert_loss, train
+from spert.training import trainer as trainer_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -159,7 +160,10 @@ def test_training_lowers_the_loss(types, sentences, tiny_config, tmp_path):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def test_bf16_is_ignored_on_the_cpu_with_a_warning(types, sentences, tiny_config, tmp_path, caplog):
+def test_bf16_without_native_cpu_support_trains_in_float32_with_a_warning(
+    types, sentences, tiny_config, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
     config = tiny_config.replace(max_span_size=4, keep_checkpoints=0)
     plain = train(config, sentences, types, tmp_path / "a", device="cpu", progress=False)
     with caplog.at_level(logging.WARNING, logger="spert.training"):
@@ -171,10 +175,50 @@ def test_bf16_is_ignored_on_the_cpu_with_a_warning(types, sentences, tiny_config
             device="cpu",
             progress=False,
         )
-    assert "bf16 applies on CUDA only" in caplog.text
+    assert "no native bfloat16" in caplog.text
     first, second = plain.model.model.state_dict(), bf16.model.model.state_dict()
     for name, value in first.items():
         assert torch.equal(value, second[name]), name
+
+
+@pytest.mark.skipif(not trainer_module.cpu_has_bf16(), reason="this CPU has no native bfloat16")
+def test_bf16_on_a_cpu_with_native_support_trains_under_autocast(
+    types, sentences, tiny_config, tmp_path
+):
+    config = tiny_config.replace(max_span_size=4, keep_checkpoints=0, epochs=4, lr=1e-3)
+    plain = train(config, sentences, types, tmp_path / "a", device="cpu", progress=False)
+    bf16 = train(
+        config.replace(bf16=True), sentences, types, tmp_path / "b", device="cpu", progress=False
+    )
+    first, second = plain.model.model.state_dict(), bf16.model.model.state_dict()
+    changed = [
+        n for n, v in first.items() if v.is_floating_point() and not torch.equal(v, second[n])
+    ]
+    assert changed  # the forward pass ran in bfloat16: rounding differs
+    assert all(v.dtype == torch.float32 for v in second.values() if v.is_floating_point())
+    losses = [r["train_loss"] for r in read_metrics(tmp_path / "b")]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+
+
+def test_freeze_word_embeddings_keeps_them_and_trains_the_rest(
+    types, sentences, tiny_config, tmp_path
+):
+    config = tiny_config.replace(
+        max_span_size=4, keep_checkpoints=0, epochs=2, lr=1e-3, freeze_word_embeddings=True
+    )
+    trainer_module.seed_everything(config.seed)  # as the trainer does: the same initial model
+    initial = SpERT.create(types, config, "cpu").model.state_dict()
+    result = train(config, sentences, types, tmp_path / "out", device="cpu", progress=False)
+    model = result.model.model
+    embedding = model.encoder.get_input_embeddings().weight
+    name = next(n for n, p in model.named_parameters() if p is embedding)
+    assert not embedding.requires_grad
+    assert torch.equal(model.state_dict()[name], initial[name])
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    unchanged = [n for n in trained if torch.equal(model.state_dict()[n], initial[n])]
+    assert trained and all(".pooler." in n for n in unchanged)  # the pooler gets no gradient
+    optimizer = make_optimizer(model, config)  # as the trainer builds it: no slot for them
+    assert all(p is not embedding for g in optimizer.param_groups for p in g["params"])
 
 
 def test_head_lr_must_not_be_negative():

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from spert.config import ConfigError, SpertConfig
+from spert.config import SpertConfig
 from spert.data import Sentence, Types
 from spert.evaluation import evaluate, relation_f1, summarize
 from spert.evaluation.card import write_model_card
@@ -158,6 +158,10 @@ class Trainer:
         self.model = self.spert.model
         encoded = self.spert.encode(train_data)  # tokenized once; samples drawn each epoch
         self.lengths = [e.seq_len for e in encoded]
+        if config.freeze_word_embeddings:
+            frozen = freeze_word_embeddings(self.model)
+            if self.main:
+                logger.info("word embeddings frozen: %d weights not trained", frozen)
         self.micro_batches = MicroBatches(
             train_data, encoded, types, config, self.spert.pad_token_id
         )
@@ -464,15 +468,40 @@ def _dev_data_name(run: dict[str, Any] | None) -> str:
 def _autocast(
     config: SpertConfig, device: torch.device
 ) -> Callable[[], contextlib.AbstractContextManager[Any]]:
-    """The context of the training forward pass: bfloat16 autocast on CUDA with ``bf16``."""
+    """The context of the training forward pass: bfloat16 autocast with ``bf16`` where the
+    device computes in bfloat16 natively (CUDA GPUs from Ampere on; CPUs with AVX512-BF16
+    or AMX), else float32 with a warning (emulated bfloat16 is slower than float32)."""
     if not config.bf16:
         return contextlib.nullcontext
-    if device.type != "cuda":
-        logger.warning("bf16 applies on CUDA only: training in float32 on %s", device)
+    if device.type == "cpu":
+        supported, name = cpu_has_bf16(), "this CPU"
+    elif device.type == "cuda":
+        supported, name = (
+            torch.cuda.is_bf16_supported(including_emulation=False),
+            torch.cuda.get_device_name(device),
+        )
+    else:
+        supported, name = False, str(device)
+    if not supported:
+        logger.warning("bf16: %s has no native bfloat16 arithmetic: training in float32", name)
         return contextlib.nullcontext
-    if not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support")
-    return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (oneDNN's check)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def freeze_word_embeddings(model: nn.Module) -> int:
+    """Exclude the encoder's input (subword) embedding matrix from training; its size."""
+    embeddings = model.encoder.get_input_embeddings()
+    for param in embeddings.parameters():
+        param.requires_grad_(False)
+    return sum(p.numel() for p in embeddings.parameters())
 
 
 def _plain(value: Any) -> Any:
