@@ -36,12 +36,15 @@ def main() -> None:
     bounds = [round(i * len(data) / args.folds) for i in range(args.folds + 1)]
     folds = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
-    raw = evaluate(data, model.predict(data), model.types)
+    contexts = model.document_contexts(data)  # None for a model without document context
+    raw = evaluate(data, model.predict(data, contexts=contexts), model.types)
     crossfit = []
     for i, held_out in enumerate(folds):
         fit_on = [s for j, fold in enumerate(folds) if j != i for s in fold]
         model.calibration = calibrate(model, fit_on, data_name=f"{args.data} without fold {i}")
-        crossfit.extend(model.predict(held_out))
+        # Document context from the whole file, as the uncalibrated predictions had it.
+        held_out_contexts = contexts[bounds[i] : bounds[i + 1]] if contexts else None
+        crossfit.extend(model.predict(held_out, contexts=held_out_contexts))
         model.calibration = None
     calibrated = evaluate(data, crossfit, model.types)
 

@@ -19,6 +19,8 @@ import statistics
 from pathlib import Path
 
 FAST = {"epochs": 10, "train_batch_size": 8, "length_bucketing": True, "lr": 1e-4}
+# The speed options of the `fast` preset (recipe3.toml); off in both reference recipes.
+SPEED = {"bf16": False, "freeze_word_embeddings": False}
 FAST_IDLE_MIN = 5.85
 PAPER = {"epochs": 20, "train_batch_size": 2, "length_bucketing": False, "lr": 5e-5}
 SHOWN = (
@@ -33,6 +35,8 @@ SHOWN = (
     "neg_relation_count",
     "grad_accumulation",
     "average_last_epochs",
+    "bf16",
+    "freeze_word_embeddings",
 )
 
 
@@ -48,7 +52,7 @@ def label(cfg: dict) -> str:
         "average_last_epochs": 0,
     }
     fastish = cfg["length_bucketing"]
-    base = {**defaults, **(FAST if fastish else PAPER)}
+    base = {**defaults, **SPEED, **(FAST if fastish else PAPER)}
     parts = [f"{k}={cfg.get(k, base[k])}" for k in SHOWN if cfg.get(k, base[k]) != base[k]]
     name = "fast-v1" if fastish else "paper"
     return name + (" + " + ", ".join(parts) if parts else "")
@@ -94,8 +98,9 @@ def main() -> None:
         "",
         "Train time: 1 torch thread (`OMP_NUM_THREADS=1`) on the 2-core machine shared with other",
         "work (load average 1.5-3 during these runs), so NOT idle-machine times. Idle 2-thread",
-        f"estimate = train time / the `fast` run's train time ({fast_min:.1f} min here) x",
-        f"{FAST_IDLE_MIN} min (the `fast` recipe's idle 2-thread train + test time): an estimate.",
+        f"estimate = train time / the `fast-v1` run's train time ({fast_min:.1f} min here) x",
+        f"{FAST_IDLE_MIN} min (the `fast-v1` recipe's idle 2-thread train + test time): an",
+        "estimate (float32; runs with bf16 or frozen word embeddings take less per epoch).",
         "For length-bucketed batches of 8 an epoch costs the same whatever the other options",
         "(casing features and learning rates add nothing measurable), so a second estimate,",
         f"less exposed to the machine's load: {FAST_IDLE_MIN} min x epochs / 10.",

@@ -229,7 +229,11 @@ def main() -> None:
     )
     parser.add_argument("--model", help="trained model directory (default: untrained)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast in training (GPU, or a CPU with native bfloat16)",
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 8, 32])
     parser.add_argument("--train-sentences", type=int, default=200)
     parser.add_argument("--train-batch-size", type=int, default=2)

@@ -38,3 +38,9 @@ def test_unknown_preset_names_the_known_ones():
     with pytest.raises(ConfigError, match="unknown preset 'quick'.*fast-v1"):
         preset("quick")
     assert {"paper", "demo", "fast", "fast-v1", "small-encoder"} <= set(PRESETS)
+
+
+def test_frozen_word_embeddings_need_a_pretrained_encoder():
+    with pytest.raises(ConfigError, match="freeze_word_embeddings.*random"):
+        preset("fast").replace(encoder_init="random")
+    assert preset("fast").replace(encoder_init="frozen").freeze_word_embeddings

@@ -247,6 +247,11 @@ class SpertConfig(ModelConfig):
         )
         self._not_negative("average_last_epochs")
         self._not_negative("head_lr")
+        if self.freeze_word_embeddings and self.encoder_init == "random":
+            raise ConfigError(
+                "freeze_word_embeddings keeps pre-trained subword embeddings; with "
+                "encoder_init = 'random' they would stay random (--no-freeze-word-embeddings)"
+            )
 
     def model_config(self) -> ModelConfig:
         """The part a saved model stores."""

@@ -489,10 +489,11 @@ def _autocast(
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (oneDNN's check)."""
+    """Whether this CPU computes in bfloat16 natively: AVX512-BF16 or AMX instructions.
+    (oneDNN also runs bfloat16 on plain AVX512 CPUs, by conversion: slower than float32.)"""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a torch without these checks
         return False
 
 
