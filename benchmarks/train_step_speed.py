@@ -50,9 +50,9 @@ def main() -> None:
     base = preset("fast-v1").replace(
         train_batch_size=args.batch_size, keep_checkpoints=0, seed=1, epochs=1
     )
-    scratch = Path(tempfile.mkdtemp(prefix="spert-speed-"))  # the trainers' (unused) out dir
+    scratch = tempfile.TemporaryDirectory(prefix="spert-speed-")  # the trainers' (unused) out
     trainers = {
-        name: Trainer(base.replace(**changes), train, types, scratch, progress=False)
+        name: Trainer(base.replace(**changes), train, types, Path(scratch.name), progress=False)
         for name, changes in VARIANTS.items()
     }
     first = next(iter(trainers.values()))

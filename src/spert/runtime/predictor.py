@@ -83,7 +83,8 @@ class SpERT:
     ) -> SpERT:
         """A new model on top of the configured encoder, initialized as ``config.encoder_init``
         says: pre-trained weights (fine-tuned or, ``frozen``, never updated) or ``random``
-        ones (the encoder's architecture, trained from scratch; drawn from torch's RNG)."""
+        ones (the encoder's architecture, trained from scratch; drawn from torch's RNG); with
+        ``freeze_word_embeddings``, its subword embedding matrix is never updated."""
         path = resolve_encoder(config.encoder)
         try:
             tokenizer = load_tokenizer(path, config.lowercase)
@@ -97,6 +98,8 @@ class SpERT:
             # No encoder parameter needs a gradient, so autograd records nothing in the encoder
             # pass (it costs what inference costs) and the optimizer skips these parameters.
             encoder.requires_grad_(False)
+        elif config.freeze_word_embeddings:  # the subword embedding matrix alone
+            encoder.get_input_embeddings().requires_grad_(False)
         model_config = config.model_config()
         model = SpertModel(encoder, len(types.entities), len(types.relations), model_config)
         return cls(model, tokenizer, types, model_config, device)

@@ -158,10 +158,6 @@ class Trainer:
         self.model = self.spert.model
         encoded = self.spert.encode(train_data)  # tokenized once; samples drawn each epoch
         self.lengths = [e.seq_len for e in encoded]
-        if config.freeze_word_embeddings:
-            frozen = freeze_word_embeddings(self.model)
-            if self.main:
-                logger.info("word embeddings frozen: %d weights not trained", frozen)
         self.micro_batches = MicroBatches(
             train_data, encoded, types, config, self.spert.pad_token_id
         )
@@ -495,14 +491,6 @@ def cpu_has_bf16() -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):  # a torch without these checks
         return False
-
-
-def freeze_word_embeddings(model: nn.Module) -> int:
-    """Exclude the encoder's input (subword) embedding matrix from training; its size."""
-    embeddings = model.encoder.get_input_embeddings()
-    for param in embeddings.parameters():
-        param.requires_grad_(False)
-    return sum(p.numel() for p in embeddings.parameters())
 
 
 def _plain(value: Any) -> Any:
