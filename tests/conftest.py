@@ -19,7 +19,11 @@ from transformers import (
 from spert.config import SpertConfig
 from spert.data import Entity, Relation, RelationType, Sentence, Types
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+#: The repository root, its sources, and ../shared beside it (benchmark data, annotation exports).
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+SHARED = ROOT.parent / "shared"
+DATASETS = SHARED / "datasets"
 
 CORPUS = [
     "John Wilkes Booth , who assassinated President Lincoln , was an actor .",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATASETS
+from conftest import DATASETS, SRC
 
 from spert import SpertConfig, read_dataset, read_types
 from spert.api import SpERT
@@ -45,7 +45,7 @@ def test_one_epoch_on_50_sentences_lowers_the_loss(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     return subprocess.run(
         [sys.executable, "-m", "spert", *args],
         cwd=cwd,

@@ -10,8 +10,7 @@ import ast
 from pathlib import Path
 
 import pytest
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from conftest import SRC
 
 #: The stages, lowest first: a module imports modules of its own layer or of lower ones.
 LAYERS: tuple[tuple[str, ...], ...] = (

@@ -288,12 +288,11 @@ def test_train_calibrate_stores_calibration(types: Types, tiny_config, sentences
 
     config = tiny_config.replace(calibrate=True, max_span_size=3, eval_every_epoch=True)
     result = train(config, sentences, types, tmp_path / "run", dev_data=sentences, progress=False)
-    for folder in ("final", "best"):
-        if (tmp_path / "run" / folder).is_dir():
-            stored = SpERT.load(tmp_path / "run" / folder).calibration
-            assert stored is not None and stored.fitted_on["sentences"] == len(sentences)
-            card = (tmp_path / "run" / folder / "README.md").read_text(encoding="utf-8")
-            threshold = stored.relation_thresholds[0]
-            assert f"`{stored.relation_types[0]}` {threshold:.3f}" in card
-            assert "Scores are calibrated probabilities" in card and "exceeds 0.4" not in card
+    for folder in ("final", "best"):  # with a dev set evaluated every epoch, both are written
+        stored = SpERT.load(tmp_path / "run" / folder).calibration
+        assert stored is not None and stored.fitted_on["sentences"] == len(sentences)
+        card = (tmp_path / "run" / folder / "README.md").read_text(encoding="utf-8")
+        threshold = stored.relation_thresholds[0]
+        assert f"`{stored.relation_types[0]}` {threshold:.3f}" in card
+        assert "Scores are calibrated probabilities" in card and "exceeds 0.4" not in card
     assert result.model.calibration is not None

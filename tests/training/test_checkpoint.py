@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SRC
 
 from spert.api import SpERT
 from spert.cli import main as cli_main
@@ -24,9 +25,6 @@ from spert.training.checkpoint import (
     load_latest,
     save_checkpoint,
 )
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DATASETS
 
 from spert.data import (
     DataError,
@@ -23,8 +24,6 @@ from spert.data import (
     read_types,
     write_dataset,
 )
-
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 TYPES = Types(
     entities=("Peop", "Org", "Loc"),

@@ -28,7 +28,7 @@ if os.environ.get("SPERT_SKIP_RAY_TESTS") == "1":
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 
-from test_serve import assert_same_documents, make_model  # noqa: E402
+from test_app import assert_same_documents, make_model  # noqa: E402
 
 
 def free_port() -> int:

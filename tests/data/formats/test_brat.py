@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from spert.data.formats.document import CharDocument, CharEntity, CharRelation
 from spert.data.formats.report import FormatError, ImportReport
 from spert.data.formats.segment import documents_to_sentences
 
-BRAT = Path(__file__).resolve().parents[1].parent / "shared" / "annotations" / "brat"
+BRAT = SHARED / "annotations" / "brat"
 CORPORA = sorted(p for p in BRAT.glob("*") if p.is_dir()) if BRAT.is_dir() else []
 needs_samples = pytest.mark.skipif(not CORPORA, reason=f"shared brat samples absent ({BRAT})")
 

@@ -13,6 +13,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import SHARED as SHARED_DIR
 
 from spert.cli.data import register as add_parser
 from spert.data import DataError
@@ -26,7 +27,7 @@ from spert.data.download import (
     resolve_base_url,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+SHARED = SHARED_DIR / "datasets"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no reference datasets at {SHARED}")
 
 

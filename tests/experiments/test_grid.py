@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import DATASETS
+from conftest import DATASETS, ROOT
 
 import spert.experiments.grid
 from spert import read_dataset, read_types
@@ -290,7 +290,7 @@ def test_missing_files_are_named(tmp_path) -> None:
 
 def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
     # The SciERC grids read converted documents and mpnet.toml a downloaded encoder (runs/).
-    grids = sorted((Path(__file__).parents[1] / "benchmarks" / "grids").glob("*.toml"))
+    grids = sorted((ROOT / "benchmarks" / "grids").glob("*.toml"))
     grids = [g for g in grids if not g.stem.startswith(("scierc", "mpnet"))]
     assert {g.stem for g in grids} >= {
         "neg_samples",

@@ -12,14 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SRC
 from transformers import BertModel
 
 from spert.api import SpERT
 from spert.data import write_dataset
 from spert.training import SampleStreams, distributed, step_shares, train
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

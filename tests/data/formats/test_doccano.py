@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from spert.data.formats.document import CharDocument, CharEntity, CharRelation
 from spert.data.formats.report import FormatError, ImportReport
 from spert.data.formats.segment import documents_to_sentences
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "annotations" / "doccano"
+SAMPLES = SHARED / "annotations" / "doccano"
 needs_samples = pytest.mark.skipif(
     not SAMPLES.is_dir(), reason="the shared annotation samples are not on this machine"
 )

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 
 from spert.cli import main
 from spert.data import read_dataset, read_types
@@ -18,7 +19,6 @@ from spert.data.formats.importer import (
 )
 from spert.data.formats.report import FormatError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BRAT = SHARED / "annotations" / "brat"
 CONLL04 = SHARED / "datasets" / "conll04"
 
