@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
+from spert.utils import UserError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -25,7 +27,7 @@ BUNDLED_ENCODER = "all-MiniLM-L6-v2"
 _C = TypeVar("_C", bound="ModelConfig")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An unknown option or a value of the wrong kind."""
 
 

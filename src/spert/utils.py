@@ -1,17 +1,25 @@
-"""Small shared pieces: atomic file writes, duration formatting, signal handling."""
+"""Small shared pieces: atomic file writes, duration formatting, signal handling, the
+commands' logging set-up and error exits."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+class UserError(Exception):
+    """A problem the user can fix (a data file, an option, a model directory): the commands
+    report its message as one line, without a traceback."""
 
 
 def atomic_write(
@@ -152,3 +160,34 @@ def signals_held() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def quiet_transformers() -> None:
+    """Only errors from transformers, and none of its progress bars: its warnings about unused
+    weights and the like are expected here (the heads are not the encoder's)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def setup_logging(process_id: bool = False) -> None:
+    """The commands' logging: INFO lines with time and level (and the process id, where the
+    logs of several processes interleave); transformers quiet."""
+    pid = " [%(process)d]" if process_id else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s{pid} %(message)s")
+    quiet_transformers()
+
+
+@contextlib.contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Within the block, a UserError or a missing file ends the process with its message as
+    one line (``spert: error: ...``, status 1), and Ctrl-C with ``spert: interrupted``."""
+    try:
+        yield
+    except (UserError, FileNotFoundError) as e:
+        sys.exit(f"spert: error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("spert: interrupted")

@@ -7,15 +7,11 @@ Each group module has a ``register(subparsers)`` that adds its commands; each co
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 
 from spert.cli import calibrate, data, demo, formats, predict, serve, train
 from spert.cli.common import CliError, build_config
-from spert.config import ConfigError
-from spert.data import DataError
-from spert.model.directory import ModelError
+from spert.utils import exit_on_user_error, setup_logging
 from spert.version import __version__
 
 __all__ = ["CliError", "build_config", "build_parser", "main"]
@@ -37,26 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    _quiet_transformers()
-    try:
+    setup_logging()
+    with exit_on_user_error():  # bad data, options or model directories: one line, no traceback
         args.func(args)
-    except (DataError, ConfigError, CliError, FileNotFoundError) as e:
-        sys.exit(f"spert: error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("spert: interrupted")
-    except ModelError as e:  # model directory and encoder problems
-        sys.exit(f"spert: error: {e}")
-
-
-def _quiet_transformers() -> None:
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 if __name__ == "__main__":

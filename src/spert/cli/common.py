@@ -6,9 +6,10 @@ import argparse
 
 from spert.api import RUNTIMES, SpERT
 from spert.config import PRESETS, SpertConfig, preset, read_toml
+from spert.utils import UserError
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A user error reported as one line, without a traceback."""
 
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spert.utils import atomic_write_text
+from spert.utils import UserError, atomic_write_text
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset or types file that cannot be used as it is."""
 
 

@@ -22,7 +22,7 @@ from spert.data import DataError, Types
 from spert.model.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from spert.model.encoding import load_tokenizer
 from spert.model.modeling import SpertModel
-from spert.utils import atomic_replace_dir, atomic_write_text
+from spert.utils import UserError, atomic_replace_dir, atomic_write_text
 from spert.version import __version__
 
 #: Version of the model directory layout; a directory of another version is refused.
@@ -34,7 +34,7 @@ ENCODER_DIR = "encoder"
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     """A model directory that cannot be loaded."""
 
 

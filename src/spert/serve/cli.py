@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 
 from spert.config import ConfigError
-from spert.data import DataError
 from spert.serve.settings import ServeSettings
+from spert.utils import exit_on_user_error, setup_logging
 
 logger = logging.getLogger("spert.serve")
 
@@ -212,20 +211,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_arguments(parser)
     parser.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass
-    try:
+    setup_logging()
+    with exit_on_user_error():
         args.func(args)
-    except (DataError, ConfigError, FileNotFoundError) as e:
-        sys.exit(f"spert: error: {e}")
-    except Exception as e:
-        from spert.api import ModelError
-
-        if isinstance(e, ModelError):
-            sys.exit(f"spert: error: {e}")
-        raise

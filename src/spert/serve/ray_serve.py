@@ -38,7 +38,7 @@ from spert.results import Document, ExtractedSentence
 from spert.serve.app import set_threads
 from spert.serve.batching import Inputs, Item, Unavailable, predict_groups, prepare
 from spert.serve.settings import ServeSettings
-from spert.utils import sigterm_as_interrupt
+from spert.utils import quiet_transformers, sigterm_as_interrupt
 
 #: The settings' defaults, for the decorator (each replica sets its own in __init__).
 _DEFAULTS = ServeSettings()
@@ -119,11 +119,9 @@ class SpertDeployment:
     """One replica: a model, its threads (splitting, model) and the FastAPI app."""
 
     def __init__(self, model_dir: str | None, settings: dict[str, Any], device: str | None):
-        from transformers.utils import logging as hf_logging
-
         from spert.api import SpERT
 
-        hf_logging.set_verbosity_error()
+        quiet_transformers()
         self.settings = ServeSettings(**settings)
         set_threads(self.settings.threads)
         self.model = SpERT.load(model_dir, device=device, calibration=self.settings.calibration)

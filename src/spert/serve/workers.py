@@ -33,8 +33,8 @@ from typing import Any
 import uvicorn
 
 from spert.config import ConfigError
-from spert.data import DataError
 from spert.serve.settings import ServeSettings
+from spert.utils import UserError, setup_logging
 
 logger = logging.getLogger("spert.serve")
 
@@ -124,32 +124,16 @@ def worker_threads(settings: ServeSettings) -> int:
 
 def _one_line(error: BaseException) -> str:
     """An error as one line: the message of an error about the input, else type and message."""
-    api = sys.modules.get("spert.api")  # no ModelError unless the API (and torch) is loaded
-    known = (DataError, ConfigError, FileNotFoundError, *([api.ModelError] if api else []))
-    if isinstance(error, known):
+    if isinstance(error, (UserError, FileNotFoundError)):
         return str(error)
     traceback.print_exception(error)  # a bug, not bad input: keep its traceback in the log
     message = str(error).strip().splitlines()
     return f"{type(error).__name__}: {message[0] if message else ''}"
 
 
-def _quiet_logging() -> None:
-    # A line per record with the process id, as the workers' logs interleave; no progress bars.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(message)s"
-    )
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
-
-
 def _check_model(model_dir: str | None, device: str | None, calibration: bool) -> str | None:
     """Load the model once (run in a process of its own); why it cannot be loaded, or None."""
-    _quiet_logging()
+    setup_logging(process_id=True)  # the workers' logs interleave
     try:
         from spert.api import SpERT
 
@@ -180,7 +164,7 @@ def worker_app() -> Any:
 
     from spert.serve.app import load_app
 
-    _quiet_logging()
+    setup_logging(process_id=True)  # the workers' logs interleave
     spec = os.environ.get(WORKER_ENV)
     if spec is None:
         logger.error("spert: error: %s is started by `spert serve --workers N`", WORKER_APP)
