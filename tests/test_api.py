@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spert.api import ENCODER_DIR, FORMAT_VERSION, HEADS_FILE, META_FILE, ModelError, SpERT
-from spert.config import MODEL_OPTIONS, ModelConfig, SpertConfig
+from spert.config import INFERENCE_OPTIONS, MODEL_OPTIONS, InferenceConfig, ModelConfig, SpertConfig
 from spert.data import DataError, Sentence, Types
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -65,15 +65,20 @@ def test_save_load_gives_identical_predictions(request, types, sentences, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folders
     meta = json.loads((tmp_path / "model" / META_FILE).read_text(encoding="utf-8"))
     assert meta["format_version"] == FORMAT_VERSION
-    # The model's options only; training options are the run's record, not the model's.
-    assert sorted(meta["config"]) == sorted(MODEL_OPTIONS)
-    assert ModelConfig.from_dict(meta["config"]) == config.model_config()
+    # The model's options only (architecture and inference settings, in one object as spert
+    # has always written them); training options are the run's record, not the model's.
+    assert sorted(meta["config"]) == sorted(MODEL_OPTIONS + INFERENCE_OPTIONS)
+    stored = meta["config"]
+    assert ModelConfig.from_dict({k: stored[k] for k in MODEL_OPTIONS}) == config.model_config()
+    inference = InferenceConfig.from_dict({k: stored[k] for k in INFERENCE_OPTIONS})
+    assert inference == config.inference_config()
 
     loaded = SpERT.load(tmp_path / "model", device="cpu")
     assert loaded.types.entities == types.entities
     assert loaded.types.relation_names == types.relation_names
     assert loaded.types.symmetric == types.symmetric
     assert loaded.config == config.model_config()
+    assert loaded.inference == config.inference_config()
     assert not loaded.model.training
     after = loaded.predict(sentences)
     assert after == before  # entities, relations and their scores
@@ -94,11 +99,68 @@ def test_directory_of_an_earlier_version_loads(types, sentences, tiny_config, tm
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     loaded = SpERT.load(tmp_path / "model", device="cpu")
     assert loaded.config == config.model_config()
+    assert loaded.inference == config.inference_config()
     assert loaded.predict(sentences) == spert.predict(sentences)
     meta["config"]["no_such_option"] = 1  # neither a model nor a training option
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ModelError, match="unknown option.*no_such_option"):
         SpERT.load(tmp_path / "model")
+
+
+#: spert.json's "config" as spert wrote it before inference settings had a class of their own
+#: (commit 10fcdef): the architecture and the inference settings in one object.
+BEFORE_INFERENCE_CONFIG = {
+    "lowercase": "auto",
+    "max_encoder_length": 0,
+    "max_span_size": 4,
+    "width_embedding_dim": 25,
+    "num_width_embeddings": 100,
+    "word_shape_dim": 0,
+    "pooling": "max",
+    "relation_context": "local",
+    "dropout": 0.1,
+    "context_words": 0,
+    "relation_threshold": 0.25,
+    "max_entities_per_sentence": 3,
+    "max_relations_per_sentence": 2,
+    "max_pairs": 5,
+    "max_sentence_words": 50,
+    "eval_batch_size": 3,
+}
+
+
+def test_directory_saved_before_inference_settings_were_apart_loads(
+    types, sentences, tiny_config, tmp_path
+):
+    """A directory whose spert.json holds architecture and inference settings in one object
+    (as every spert has written it) loads each into its own object, predicts with its inference
+    settings and is saved again in the same layout."""
+    old = {**BEFORE_INFERENCE_CONFIG, "encoder": tiny_config.encoder}
+    model_dir = tmp_path / "model"
+    make_spert(types, tiny_config.replace(max_span_size=4)).save(model_dir)
+    meta_path = model_dir / META_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["config"] = old
+    meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    loaded = SpERT.load(model_dir, device="cpu")
+    assert loaded.config == ModelConfig.from_dict({k: old[k] for k in MODEL_OPTIONS})
+    assert loaded.inference == InferenceConfig(
+        relation_threshold=0.25,
+        max_entities_per_sentence=3,
+        max_relations_per_sentence=2,
+        max_pairs=5,
+        max_sentence_words=50,
+        eval_batch_size=3,
+    )
+    out = loaded.predict(sentences)
+    assert max(len(s.entities) for s in out) == 3  # the stored cap, not the default 100
+    assert all(len(s.relations) <= 2 for s in out)
+    assert all(r.score > 0.25 for s in out for r in s.relations)
+
+    loaded.save(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / META_FILE).read_text(encoding="utf-8"))
+    assert again["config"] == old
 
 
 def test_other_format_version_is_refused(types, tiny_config, tmp_path):
@@ -160,7 +222,7 @@ def test_predict_accepts_tokens_sentences_and_dicts(types, sentences, tiny_confi
     assert [s.tokens for s in out] == expected_tokens
     assert [s.orig_id for s in out] == [None, "s-0", 7, None, None]
     for sentence in out:
-        check_sentence(sentence, sentence.tokens, types, spert.config)
+        check_sentence(sentence, sentence.tokens, types, tiny_config.replace(max_span_size=3))
     # The same tokens give the same prediction, whatever the input kind and batching
     # (up to float noise from padding, which can move the 6th decimal of a score).
     assert_same_prediction(out[1], out[4])

@@ -1,11 +1,12 @@
 """SpERT: span-based joint entity and relation extraction with transformers."""
 
-from spert.config import ModelConfig, SpertConfig
+from spert.config import InferenceConfig, ModelConfig, SpertConfig
 from spert.data import Entity, Relation, Sentence, Types, read_dataset, read_types
 from spert.version import __version__
 
 __all__ = [
     "SpERT",
+    "InferenceConfig",
     "ModelConfig",
     "SpertConfig",
     "Entity",

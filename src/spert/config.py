@@ -1,7 +1,11 @@
-"""The one typed configuration object: every hyper-parameter and its default.
+"""The typed configuration: every hyper-parameter and every default.
 
-The defaults are the SpERT paper's. The CLI (``--<field>`` options) and TOML config files fill
-it; nothing else invents defaults.
+:class:`SpertConfig` holds every hyper-parameter of a model and its training run: the model's
+architecture (:class:`ModelConfig`) and inference settings (:class:`InferenceConfig`), which a
+model directory stores, and the training options. Its defaults are the SpERT paper's; the CLI
+(``--<field>`` options) and TOML config files fill it. The settings of a deployment are here too:
+``spert serve`` (:class:`ServeSettings`, :class:`RayServeSettings` on Ray Serve) and
+``spert extract --ray`` (:class:`RayExtractSettings`). Nothing else invents defaults.
 """
 
 from __future__ import annotations
@@ -24,68 +28,16 @@ else:  # pragma: no cover
 BUNDLED_ENCODER = "all-MiniLM-L6-v2"
 
 
-_C = TypeVar("_C", bound="ModelConfig")
+_C = TypeVar("_C", bound="_Options")
 
 
 class ConfigError(UserError, ValueError):
     """An unknown option or a value of the wrong kind."""
 
 
-@dataclass
-class ModelConfig:
-    """What a saved model needs to predict: encoder, sizes, pooling, context, thresholds.
-
-    A model directory stores these (with its types); training options live in
-    :class:`SpertConfig` and in the training run's record.
-    """
-
-    # --- encoder ---
-    encoder: str = BUNDLED_ENCODER
-    """Hugging Face encoder name or path; the default is the bundled all-MiniLM-L6-v2."""
-    lowercase: Literal["auto", "yes", "no"] = "auto"
-    """Lowercase words before tokenizing (BERT-style tokenizers): auto = the tokenizer's own
-    setting (an uncased encoder lowercases). "no" with an uncased vocabulary is what the
-    original SpERT code does by default: every capitalized word becomes [UNK]."""
-    max_encoder_length: int = 0
-    """Subword limit of one encoder pass; 0 = the encoder's own limit. Longer sentences are
-    encoded in overlapping windows."""
-
-    # --- model ---
-    max_span_size: int = 10
-    """Longest candidate entity span, in words."""
-    width_embedding_dim: int = 25
-    num_width_embeddings: int = 100
-    word_shape_dim: int = 0
-    """Beyond the paper: embed the casing class of a span's first and last word (lower, Title,
-    UPPER, mixed, digit, other) in this many dims each and add them to the span representation;
-    uncased encoders cannot see casing otherwise. 0 = off (the paper's)."""
-    pooling: Literal["max", "sum", "mean"] = "max"
-    """How span and context subword embeddings are pooled."""
-    relation_context: Literal["local", "sentence", "none"] = "local"
-    """Relation context: max-pool between the two spans, the sentence's first token, or none."""
-    dropout: float = 0.1
-    context_words: int = 0
-    """Encode each sentence with up to this many words of the surrounding document on each side
-    (sentences with the same doc_id, consecutive in the input); candidate spans stay inside the
-    sentence. 0 = the sentence alone (the paper's)."""
-
-    # --- decoding ---
-    relation_threshold: float = 0.4
-    """A relation is kept when its probability exceeds this (a calibrated model,
-    ``spert calibrate``, has its own threshold per relation type)."""
-    max_entities_per_sentence: int = 100
-    """Most entities one sentence may produce, the highest-scoring kept (0 = no cap). Bounds
-    the output (and the relation candidates, pairs of kept entities) of a poor model, which
-    keeps nearly every span; gold CoNLL04 and SciERC sentences have at most 24."""
-    max_relations_per_sentence: int = 200
-    """Most relations one sentence may produce, the highest-scoring kept (0 = no cap); gold
-    CoNLL04 and SciERC sentences have at most 17."""
-    max_pairs: int = 1000
-    """Relation candidates scored per chunk, bounding memory."""
-    max_sentence_words: int = 100
-    """Extraction from raw text: longer sentences (in words) are cut into pieces."""
-    eval_batch_size: int = 8
-    """Sentences per forward pass in prediction and evaluation."""
+class _Options:
+    """What the option classes share: checks, construction from dicts and TOML files, and the
+    field docstrings that the CLI shows as help."""
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -94,19 +46,6 @@ class ModelConfig:
             choices = get_args(hints[f.name])
             if choices and value not in choices:
                 raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
-        if self.max_span_size < 1:
-            raise ConfigError("max_span_size must be at least 1")
-        if self.max_span_size >= self.num_width_embeddings:
-            raise ConfigError("num_width_embeddings must exceed max_span_size")
-        if not 0.0 <= self.relation_threshold <= 1.0:
-            raise ConfigError("relation_threshold must lie in [0, 1]")
-        self._at_least_one("eval_batch_size", "max_pairs", "max_sentence_words")
-        self._not_negative(
-            "context_words",
-            "word_shape_dim",
-            "max_entities_per_sentence",
-            "max_relations_per_sentence",
-        )
 
     def _at_least_one(self, *names: str) -> None:
         for name in names:
@@ -132,7 +71,9 @@ class ModelConfig:
         import inspect
 
         out: dict[str, str] = {}
-        for klass in reversed([k for k in cls.__mro__ if issubclass(k, ModelConfig)]):
+        for klass in reversed([k for k in cls.__mro__ if issubclass(k, _Options)]):
+            if klass is _Options:
+                continue
             tree = ast.parse(inspect.getsource(klass))
             body = tree.body[0].body  # type: ignore[attr-defined]
             for node, nxt in zip(body, body[1:]):
@@ -175,13 +116,99 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-#: The options a saved model stores (the fields of ModelConfig).
-MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig))
+@dataclass
+class ModelConfig(_Options):
+    """The model's architecture: encoder, sizes, pooling, context.
+
+    What the weights were trained for; a model directory stores it (with its types and its
+    :class:`InferenceConfig`). Training options live in :class:`SpertConfig` and in the
+    training run's record.
+    """
+
+    # --- encoder ---
+    encoder: str = BUNDLED_ENCODER
+    """Hugging Face encoder name or path; the default is the bundled all-MiniLM-L6-v2."""
+    lowercase: Literal["auto", "yes", "no"] = "auto"
+    """Lowercase words before tokenizing (BERT-style tokenizers): auto = the tokenizer's own
+    setting (an uncased encoder lowercases). "no" with an uncased vocabulary is what the
+    original SpERT code does by default: every capitalized word becomes [UNK]."""
+    max_encoder_length: int = 0
+    """Subword limit of one encoder pass; 0 = the encoder's own limit. Longer sentences are
+    encoded in overlapping windows."""
+
+    # --- model ---
+    max_span_size: int = 10
+    """Longest candidate entity span, in words."""
+    width_embedding_dim: int = 25
+    num_width_embeddings: int = 100
+    word_shape_dim: int = 0
+    """Beyond the paper: embed the casing class of a span's first and last word (lower, Title,
+    UPPER, mixed, digit, other) in this many dims each and add them to the span representation;
+    uncased encoders cannot see casing otherwise. 0 = off (the paper's)."""
+    pooling: Literal["max", "sum", "mean"] = "max"
+    """How span and context subword embeddings are pooled."""
+    relation_context: Literal["local", "sentence", "none"] = "local"
+    """Relation context: max-pool between the two spans, the sentence's first token, or none."""
+    dropout: float = 0.1
+    context_words: int = 0
+    """Encode each sentence with up to this many words of the surrounding document on each side
+    (sentences with the same doc_id, consecutive in the input); candidate spans stay inside the
+    sentence. 0 = the sentence alone (the paper's)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_span_size < 1:
+            raise ConfigError("max_span_size must be at least 1")
+        if self.max_span_size >= self.num_width_embeddings:
+            raise ConfigError("num_width_embeddings must exceed max_span_size")
+        self._not_negative("context_words", "word_shape_dim")
 
 
 @dataclass
-class SpertConfig(ModelConfig):
-    """Every hyper-parameter: the model's (:class:`ModelConfig`) and the training run's."""
+class InferenceConfig(_Options):
+    """How a model predicts: thresholds, output caps, batch sizes (as ``transformers`` keeps
+    generation settings apart from a model's configuration).
+
+    A model directory stores the settings it was trained with; they may be changed on a loaded
+    model (``model.inference = model.inference.replace(eval_batch_size=32)``) without touching
+    its weights.
+    """
+
+    relation_threshold: float = 0.4
+    """A relation is kept when its probability exceeds this (a calibrated model,
+    ``spert calibrate``, has its own threshold per relation type)."""
+    max_entities_per_sentence: int = 100
+    """Most entities one sentence may produce, the highest-scoring kept (0 = no cap). Bounds
+    the output (and the relation candidates, pairs of kept entities) of a poor model, which
+    keeps nearly every span; gold CoNLL04 and SciERC sentences have at most 24."""
+    max_relations_per_sentence: int = 200
+    """Most relations one sentence may produce, the highest-scoring kept (0 = no cap); gold
+    CoNLL04 and SciERC sentences have at most 17."""
+    max_pairs: int = 1000
+    """Relation candidates scored per chunk, bounding memory."""
+    max_sentence_words: int = 100
+    """Extraction from raw text: longer sentences (in words) are cut into pieces."""
+    eval_batch_size: int = 8
+    """Sentences per forward pass in prediction and evaluation."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.relation_threshold <= 1.0:
+            raise ConfigError("relation_threshold must lie in [0, 1]")
+        self._at_least_one("eval_batch_size", "max_pairs", "max_sentence_words")
+        self._not_negative("max_entities_per_sentence", "max_relations_per_sentence")
+
+
+#: The model's architecture options (the fields of ModelConfig).
+MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig))
+#: The model's inference settings (the fields of InferenceConfig).
+INFERENCE_OPTIONS = tuple(f.name for f in fields(InferenceConfig))
+
+
+@dataclass
+class SpertConfig(InferenceConfig, ModelConfig):
+    """Every hyper-parameter: the model's architecture (:class:`ModelConfig`), its inference
+    settings (:class:`InferenceConfig`) and the training run's options."""
 
     encoder_init: Literal["pretrained", "random", "frozen"] = "pretrained"
     """pretrained: fine-tune the pre-trained encoder (the paper's); random: the encoder's
@@ -256,12 +283,118 @@ class SpertConfig(ModelConfig):
             )
 
     def model_config(self) -> ModelConfig:
-        """The part a saved model stores."""
+        """The model's architecture."""
         return ModelConfig(**{name: getattr(self, name) for name in MODEL_OPTIONS})
+
+    def inference_config(self) -> InferenceConfig:
+        """The model's inference settings."""
+        return InferenceConfig(**{name: getattr(self, name) for name in INFERENCE_OPTIONS})
 
 
 #: The options of a training run (its record, not the model's): the rest of SpertConfig.
-TRAINING_OPTIONS = tuple(f.name for f in fields(SpertConfig) if f.name not in MODEL_OPTIONS)
+TRAINING_OPTIONS = tuple(
+    f.name for f in fields(SpertConfig) if f.name not in MODEL_OPTIONS + INFERENCE_OPTIONS
+)
+
+
+# -- deployments: settings of a server or a Ray pool, not of a model -----------------------------
+@dataclass
+class ServeSettings:
+    """How the HTTP server listens, batches and what it accepts. The CLI fills it from flags."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on (``0.0.0.0`` for all)."""
+    port: int = 8000
+    """TCP port."""
+    max_texts: int = 256
+    """Most texts (or pre-tokenized sentences) in one request; more get 422."""
+    max_chars: int = 100_000
+    """Most characters in one text (a token list counts as its tokens joined by spaces)."""
+    max_body_bytes: int = 10_000_000
+    """Largest request body in bytes; larger gets 413 (checked on Content-Length and on read)."""
+    batch_size: int | None = None
+    """Sentences per encoder forward pass (default: the model's ``eval_batch_size``)."""
+    max_batch_sentences: int = 256
+    """Most sentences, from any number of requests, that one model run takes."""
+    workers: int = 1
+    """Server processes sharing the port, each with its own model, micro-batcher and
+    ``threads`` torch threads (uvicorn's multi-process mode). Each holds a copy of the model, so
+    the default is one; on a CPU-only machine, one worker per core with one thread each gives
+    the most throughput (a process per core avoids torch's threads contending with HTTP)."""
+    threads: int | None = None
+    """Torch CPU threads for the model, per worker (default: with one worker, one less than
+    torch's default, at least 1, leaving a core to the event loop, HTTP and sentence splitting;
+    with ``workers`` > 1, the usable CPUs divided by ``workers``, at least 1)."""
+    max_wait_ms: float = 5.0
+    """How long a model run waits for more requests to fill its batch."""
+    max_pending_sentences: int = 20_000
+    """Most sentences queued or running; a request that would exceed it gets 503."""
+    shutdown_timeout_s: float = 60.0
+    """On SIGTERM/SIGINT, how long in-flight requests may take before they are cut off."""
+    access_log: bool = True
+    """Log one line per request."""
+    calibration: bool = True
+    """Use the model's calibration (``calibration.json``, from ``spert calibrate``) if it has
+    one; False (``--no-calibration``): raw scores and the one relation threshold."""
+
+    def __post_init__(self) -> None:
+        positive = (
+            "port",
+            "workers",
+            "max_texts",
+            "max_chars",
+            "max_body_bytes",
+            "max_batch_sentences",
+            "max_pending_sentences",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("batch_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.max_wait_ms < 0 or self.shutdown_timeout_s < 0:
+            raise ConfigError("max_wait_ms and shutdown_timeout_s must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class RayServeSettings:
+    """``spert serve --ray``: the Ray Serve replicas, each holding a model, and what each takes."""
+
+    replicas: int = 1
+    """Model replicas."""
+    num_cpus: float = 1.0
+    """CPUs per replica."""
+    num_gpus: float = 0.0
+    """GPUs per replica (fractions share a GPU)."""
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ConfigError(f"replicas must be at least 1, got {self.replicas}")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ConfigError("num_cpus and num_gpus must not be negative")
+
+
+@dataclass(frozen=True)
+class RayExtractSettings:
+    """``spert extract --ray``: the pool of model actors on Ray Data (checked where used)."""
+
+    actors: int = 1
+    """Model actor processes."""
+    cpus_per_actor: float = 1.0
+    """CPUs (torch threads) per actor."""
+    gpus_per_actor: float = 0.0
+    """GPUs per actor, fractions share a GPU; > 0 runs the actors on a GPU."""
+    docs_per_batch: int = 64
+    """Documents per actor call."""
 
 
 def config_differences(
@@ -291,8 +424,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
 
-#: The CPU recipe before issue 17 (measured in benchmarks/results/accuracy_conll04_fast.md and
-#: most ablation grids): length-bucketed batches of 8, 10 epochs at lr 1e-4, float32.
+#: The earlier CPU recipe, before the `fast` preset's (measured in
+#: benchmarks/results/accuracy_conll04_fast.md and most ablation grids): length-bucketed
+#: batches of 8, 10 epochs at lr 1e-4, float32.
 _FAST_V1: dict[str, Any] = {
     "train_batch_size": 8,
     "length_bucketing": True,
@@ -301,8 +435,8 @@ _FAST_V1: dict[str, Any] = {
     "eval_every_epoch": False,
 }
 
-#: The CPU recipe chosen on CoNLL04 dev (benchmarks/results/ablations/issue17): more epochs at a
-#: lower rate, made affordable by bfloat16 autocast (on CPUs with native bfloat16) and frozen
+#: The CPU recipe chosen on CoNLL04 dev (benchmarks/results/ablations/cpu_recipe): more epochs at
+#: a lower rate, made affordable by bfloat16 autocast (on CPUs with native bfloat16) and frozen
 #: word embeddings (half the optimizer's work for a small encoder).
 _FAST: dict[str, Any] = {
     **_FAST_V1,
@@ -327,7 +461,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "keep_checkpoints": 0,
     },
     # Fast CPU training; no per-epoch dev evaluation. Measured on CoNLL04 and SciERC:
-    # benchmarks/results/ablations/issue17 and README ("Training fast on a CPU").
+    # benchmarks/results/ablations/cpu_recipe and README ("Training fast on a CPU").
     "fast": _FAST,
     # The earlier fast recipe, kept so that the results measured with it can be reproduced.
     "fast-v1": _FAST_V1,

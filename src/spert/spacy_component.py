@@ -156,7 +156,7 @@ class SpertComponent:
 
     def _predict(self, docs: list[Doc]) -> list[Doc]:
         model = self.model
-        max_words = model.config.max_sentence_words
+        max_words = model.inference.max_sentence_words
         units = [(d, words) for d, doc in enumerate(docs) for words in _sentences(doc, max_words)]
         inputs = [Sentence([docs[d][i].text for i in words], doc_id=d) for d, words in units]
         predicted = model.predict(inputs, batch_size=self.batch_size) if inputs else []

@@ -252,7 +252,7 @@ def test_caps_bound_an_untrained_model(types: Types, tiny_config, sentences) -> 
     free = spert.predict(sentences)
     assert max(len(s.entities) for s in free) > 30
     assert max(len(s.relations) for s in free) > 100
-    spert.config = config.model_config().replace(
+    spert.inference = config.inference_config().replace(
         max_entities_per_sentence=5, max_relations_per_sentence=7
     )
     capped = spert.predict(sentences)
@@ -269,9 +269,9 @@ def test_old_model_directory_loads_with_default_caps(saved: Path) -> None:
     for name in ("max_entities_per_sentence", "max_relations_per_sentence"):
         del meta["config"][name]
     (saved / "spert.json").write_text(json.dumps(meta), encoding="utf-8")
-    config = SpERT.load(saved).config
-    assert config.max_entities_per_sentence == 100
-    assert config.max_relations_per_sentence == 200
+    inference = SpERT.load(saved).inference
+    assert inference.max_entities_per_sentence == 100
+    assert inference.max_relations_per_sentence == 200
 
 
 def test_calibrated_model_directory_copies(saved: Path, tmp_path: Path) -> None:

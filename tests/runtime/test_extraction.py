@@ -160,7 +160,7 @@ def test_extract_long_text_is_cut_into_bounded_sentences(model):
     text = " ".join(["Boston"] * 95) + " " + "x" * 700 + ". End"
     doc = model.extract(text)
     check_document(doc, text)
-    assert all(len(s.tokens) <= model.config.max_sentence_words for s in doc.sentences)
+    assert all(len(s.tokens) <= model.inference.max_sentence_words for s in doc.sentences)
     assert sum(len(s.tokens) for s in doc.sentences) == 95 + 7 + 2
 
 

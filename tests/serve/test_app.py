@@ -789,7 +789,6 @@ def test_calibration_in_info_and_predictions(model_dir: Path, tmp_path: Path) ->
     from spert.model.calibration import Calibration
     from spert.model.directory import write_calibration
     from spert.serve.app import load_app
-    from spert.serve.settings import ServeSettings
 
     calibrated_dir = tmp_path / "calibrated"
     shutil.copytree(model_dir, calibrated_dir)

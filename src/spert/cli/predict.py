@@ -11,6 +11,7 @@ from typing import Any
 
 from spert.api import SpERT
 from spert.cli.common import CliError, add_prediction_options, load_model
+from spert.config import RayExtractSettings
 from spert.data import (
     DataError,
     Sentence,
@@ -44,7 +45,7 @@ from spert.runtime.io import (
     read_inputs,
     run_extract,
 )
-from spert.runtime.ray import DOCS_PER_BATCH, extract_shards
+from spert.runtime.ray import extract_shards
 from spert.training.checkpoint import read_run_info
 from spert.utils import atomic_write_text, sigterm_as_interrupt
 
@@ -364,21 +365,31 @@ def _add_extract(sub: Any) -> None:
     ray.add_argument(
         "--ray", action="store_true", help="extract with a pool of model actors on Ray Data"
     )
-    ray.add_argument("--actors", type=int, default=1, help="model actors (default: 1)")
+    defaults = RayExtractSettings()
     ray.add_argument(
-        "--cpus-per-actor", type=float, default=1.0, help="CPUs (threads) per actor (default: 1)"
+        "--actors",
+        type=int,
+        default=defaults.actors,
+        help=f"model actors (default: {defaults.actors})",
+    )
+    ray.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        default=defaults.cpus_per_actor,
+        help=f"CPUs (threads) per actor (default: {defaults.cpus_per_actor:g})",
     )
     ray.add_argument(
         "--gpus-per-actor",
         type=float,
-        default=0.0,
-        help="GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU (default: 0)",
+        default=defaults.gpus_per_actor,
+        help="GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU "
+        f"(default: {defaults.gpus_per_actor:g})",
     )
     ray.add_argument(
         "--docs-per-batch",
         type=int,
-        default=DOCS_PER_BATCH,
-        help=f"documents per actor call (default: {DOCS_PER_BATCH})",
+        default=defaults.docs_per_batch,
+        help=f"documents per actor call (default: {defaults.docs_per_batch})",
     )
     ray.add_argument(
         "--ray-address",

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from spert.config import ModelConfig
+from spert.config import InferenceConfig
 
 #: Longest word, in characters; longer runs without whitespace are cut into pieces of this size
 #: (BERT's WordPiece maps longer words to [UNK] anyway). It also bounds the spaCy tokenizer's
@@ -34,7 +34,7 @@ MAX_WORD_CHARS = 100
 #: Characters handed to spaCy at once (spaCy's own ``nlp.max_length`` is 1,000,000).
 CHUNK_CHARS = 100_000
 #: Default for the longest sentence, in words: the configuration's default.
-DEFAULT_MAX_WORDS: int = ModelConfig.max_sentence_words
+DEFAULT_MAX_WORDS: int = InferenceConfig.max_sentence_words
 #: The spaCy pipeline is rebuilt after this many characters: its string store grows with every
 #: new word seen, so a long-running stream would otherwise grow without bound.
 RESET_CHARS = 20_000_000

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spert.config import MODEL_OPTIONS, TRAINING_OPTIONS
+from spert.config import INFERENCE_OPTIONS, MODEL_OPTIONS, TRAINING_OPTIONS
 from spert.data import DataError, Types
 from spert.evaluation.summary import TITLES, summarize
 from spert.model.directory import read_calibration, read_meta
@@ -29,7 +29,7 @@ Evaluations = Mapping[str, tuple[str, dict[str, Any]]]
 
 def model_card(model_dir: Path, run: Mapping[str, Any] | None, evaluations: Evaluations) -> str:
     """The card of the model in ``model_dir``, trained as ``run`` records (None: unknown)."""
-    config, types = read_meta(model_dir)
+    config, inference, types = read_meta(model_dir)
     name = model_dir.resolve().name
     if name in ("final", "best"):  # OUT/final: name the model after its run
         name = f"{model_dir.resolve().parent.name}/{name}"
@@ -62,6 +62,7 @@ def model_card(model_dir: Path, run: Mapping[str, Any] | None, evaluations: Eval
     lines += [f"| `{r.name}` | {'yes' if r.symmetric else 'no'} |" for r in types.relations]
     lines += ["", "## Model options", "", "| option | value |", "|---|---|"]
     lines += [f"| `{k}` | `{getattr(config, k)}` |" for k in MODEL_OPTIONS]
+    lines += [f"| `{k}` | `{getattr(inference, k)}` |" for k in INFERENCE_OPTIONS]
     lines += ["", "## Training", ""]
     if run:
         files = ", ".join(f"{k} `{v}`" for k, v in data.items()) or "not recorded"
@@ -93,7 +94,7 @@ def model_card(model_dir: Path, run: Mapping[str, Any] | None, evaluations: Eval
         "- Relations are predicted between entities of one sentence (one encoder input), "
         "never across sentences.",
         f"- Entities are at most {config.max_span_size} words long; one type per span.",
-        *_score_limits(model_dir, config.relation_threshold, types),
+        *_score_limits(model_dir, inference.relation_threshold, types),
         "",
     ]
     return "\n".join(lines)

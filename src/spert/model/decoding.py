@@ -2,9 +2,10 @@
 
 With a :class:`~spert.model.calibration.Calibration`, entity logits are divided by its
 temperature before the softmax, the "none" decision may use its cut-off, and relation logits
-are calibrated per type before the per-type thresholds. The caps of :class:`ModelConfig`
-(``max_entities_per_sentence``, ``max_relations_per_sentence``) bound what one sentence may
-produce: entities are capped by score before pairing, so the number of pairs is bounded too.
+are calibrated per type before the per-type thresholds. The caps of the inference settings
+(:class:`~spert.config.InferenceConfig`: ``max_entities_per_sentence``,
+``max_relations_per_sentence``) bound what one sentence may produce: entities are capped by
+score before pairing, so the number of pairs is bounded too.
 """
 
 from __future__ import annotations

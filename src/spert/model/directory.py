@@ -1,6 +1,7 @@
 """The model directory: what a saved model needs to predict, and nothing else.
 
-``spert.json`` (layout version, spert version, model options, types), ``encoder/`` (the Hugging
+``spert.json`` (layout version, spert version, the model's options: its architecture and its
+inference settings in one ``config`` object, types), ``encoder/`` (the Hugging
 Face encoder and its tokenizer), ``heads.safetensors`` (everything outside the encoder) and,
 once ``spert calibrate`` has run, ``calibration.json`` (see :mod:`spert.model.calibration`).
 Training options (learning rate, epochs, ...) are the training run's record, not the model's.
@@ -17,7 +18,13 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, PreTrainedTokenizerBase
 
-from spert.config import TRAINING_OPTIONS, ConfigError, ModelConfig
+from spert.config import (
+    INFERENCE_OPTIONS,
+    TRAINING_OPTIONS,
+    ConfigError,
+    InferenceConfig,
+    ModelConfig,
+)
 from spert.data import DataError, Types
 from spert.model.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from spert.model.encoding import load_tokenizer
@@ -46,6 +53,7 @@ class SavedModel:
     tokenizer: PreTrainedTokenizerBase
     types: Types
     config: ModelConfig
+    inference: InferenceConfig
     calibration: Calibration | None = None
 
 
@@ -73,11 +81,13 @@ def find_model_dir(path: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def read_meta(path: Path) -> tuple[ModelConfig, Types]:
-    """The model options and types of a model directory.
+def read_meta(path: Path) -> tuple[ModelConfig, InferenceConfig, Types]:
+    """The architecture, inference settings and types of a model directory.
 
-    Directories written before model and training options were apart store every option of
-    the run; their training options are ignored.
+    ``spert.json`` keeps both kinds of option in its one ``config`` object, as it always has;
+    options added since a directory was written take their defaults. Directories written
+    before model and training options were apart store every option of the run; their
+    training options are ignored.
     """
     meta_path = path / META_FILE
     try:
@@ -99,18 +109,22 @@ def read_meta(path: Path) -> tuple[ModelConfig, Types]:
         stored = meta["config"]
         if not isinstance(stored, dict):
             raise ConfigError("'config' must be an object of model options")
-        options = {k: v for k, v in stored.items() if k not in TRAINING_OPTIONS}
-        config = ModelConfig.from_dict(options, str(meta_path))
+        inference = {k: v for k, v in stored.items() if k in INFERENCE_OPTIONS}
+        skip = set(TRAINING_OPTIONS) | set(inference)
+        config = ModelConfig.from_dict(
+            {k: v for k, v in stored.items() if k not in skip}, str(meta_path)
+        )
+        settings = InferenceConfig.from_dict(inference, str(meta_path))
         types = Types.from_dict(meta["types"], str(meta_path))
     except (ConfigError, DataError, KeyError) as e:
         raise ModelError(f"{meta_path}: {e}") from None
-    return config, types
+    return config, settings, types
 
 
 def load_model_dir(path: Path, calibration: bool = True) -> SavedModel:
     """Encoder, heads, tokenizer, types, options and (unless ``calibration=False``) the
     calibration of the model directory ``path``."""
-    config, types = read_meta(path)
+    config, inference, types = read_meta(path)
     encoder_path = path / ENCODER_DIR
     tokenizer = load_tokenizer(encoder_path, config.lowercase)
     encoder = AutoModel.from_pretrained(encoder_path)
@@ -121,7 +135,7 @@ def load_model_dir(path: Path, calibration: bool = True) -> SavedModel:
         raise ModelError(f"{path}: heads do not match (missing {missing}, unexpected {unexpected})")
     model.eval()
     stored = read_calibration(path, types) if calibration else None
-    return SavedModel(model, tokenizer, types, config, stored)
+    return SavedModel(model, tokenizer, types, config, inference, stored)
 
 
 def read_calibration(path: Path, types: Types) -> Calibration | None:
@@ -165,7 +179,7 @@ def save_model_dir(path: str | os.PathLike[str], saved: SavedModel) -> None:
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "spert_version": __version__,
-            "config": saved.config.to_dict(),
+            "config": {**saved.config.to_dict(), **saved.inference.to_dict()},
             "types": saved.types.to_dict(),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -95,7 +95,7 @@ def calibrate(
             entity_threshold,
             relation_scale=(1.0,) * len(types.relations),
             relation_bias=(0.0,) * len(types.relations),
-            relation_thresholds=(spert.config.relation_threshold,) * len(types.relations),
+            relation_thresholds=(spert.inference.relation_threshold,) * len(types.relations),
             entity_scale=entity_platt[0],
             entity_bias=entity_platt[1],
         )
@@ -127,7 +127,7 @@ def calibrate(
     samples_after = calibration_samples(data, after, types)
     index = {name: i for i, name in enumerate(types.relation_names)}
     type_index = np.array([index[t] for t in samples_after.relation_types], dtype=np.int64)
-    default = partial.calibrated_threshold(spert.config.relation_threshold)
+    default = partial.calibrated_threshold(spert.inference.relation_threshold)
     thresholds = tune_relation_thresholds(
         samples_after.relation_scores,
         samples_after.relation_correct,
@@ -139,7 +139,7 @@ def calibrate(
     before_index = np.array(
         [index[t] for t in samples_before.relation_types], dtype=np.int64
     ).reshape(-1)
-    raw = spert.config.relation_threshold
+    raw = spert.inference.relation_threshold
     metrics = {
         "score_floor": SCORE_FLOOR,
         "entities": {
@@ -195,7 +195,7 @@ def collect(
 ) -> Collected:
     """Entity logits of every candidate span and relation logits of every pair of kept spans
     (kept as ``calibration`` decides; None: argmax), with their gold labels."""
-    types, config = spert.types, spert.config
+    types, settings = spert.types, spert.inference
     entity_index = {t: i + 1 for i, t in enumerate(types.entities)}
     relation_index = {r: i for i, r in enumerate(types.relation_names)}
     n_entity, n_rel = len(types.entities) + 1, len(types.relations)
@@ -203,13 +203,13 @@ def collect(
     was_training = spert.model.training
     spert.model.eval()
     try:
-        for chunk, batch in spert.inference_batches(data, batch_size or config.eval_batch_size):
+        for chunk, batch in spert.inference_batches(data, batch_size or settings.eval_batch_size):
             scored = score_batch(
                 spert.model,
                 batch.to(spert.device),
-                config.max_pairs,
+                settings.max_pairs,
                 calibration,
-                config.max_entities_per_sentence,
+                settings.max_entities_per_sentence,
             )
             # Integer keys: (sentence in batch, start, end) of spans, times entity type.
             words = max(len(data[j].tokens) for j in chunk) + 1

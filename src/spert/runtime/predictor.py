@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
 
-from spert.config import ModelConfig, SpertConfig
+from spert.config import InferenceConfig, ModelConfig, SpertConfig
 from spert.data import Context, DataError, Sentence, Types, check_record, document_contexts
 from spert.evaluation import evaluate
 from spert.model.calibration import Calibration
@@ -54,15 +54,20 @@ class SpERT:
         config: ModelConfig,
         device: torch.device | str | None = None,
         calibration: Calibration | None = None,
+        inference: InferenceConfig | None = None,
     ) -> None:
         self.model = model
         self.runtime = "torch"  # or "onnx" / "onnx-int8": see load()
         #: Applied when predicting (see spert.model.calibration); None: raw scores, one
-        #: relation threshold (``config.relation_threshold``). May be set or cleared.
+        #: relation threshold (``inference.relation_threshold``). May be set or cleared.
         self.calibration = calibration
         self.tokenizer = tokenizer
         self.types = types
+        #: The architecture (fixed by the weights).
         self.config = config
+        #: How to predict: thresholds, output caps, batch sizes (the model directory's, or the
+        #: defaults). May be replaced.
+        self.inference = inference if inference is not None else InferenceConfig()
         self.device = torch.device(device) if device is not None else default_device()
         self.model.to(self.device)
         encoder_config = model.encoder.config
@@ -102,7 +107,9 @@ class SpERT:
             encoder.get_input_embeddings().requires_grad_(False)
         model_config = config.model_config()
         model = SpertModel(encoder, len(types.entities), len(types.relations), model_config)
-        return cls(model, tokenizer, types, model_config, device)
+        return cls(
+            model, tokenizer, types, model_config, device, inference=config.inference_config()
+        )
 
     @classmethod
     def load(
@@ -130,7 +137,13 @@ class SpERT:
             saved.model.encoder = OnnxEncoder(onnx_path(path, runtime), encoder_config)
             device = "cpu"
         spert = cls(
-            saved.model, saved.tokenizer, saved.types, saved.config, device, saved.calibration
+            saved.model,
+            saved.tokenizer,
+            saved.types,
+            saved.config,
+            device,
+            saved.calibration,
+            saved.inference,
         )
         spert.runtime = runtime
         return spert
@@ -141,7 +154,14 @@ class SpERT:
             raise ModelError(f"a model loaded with runtime {self.runtime} cannot be saved")
         save_model_dir(
             path,
-            SavedModel(self.model, self.tokenizer, self.types, self.config, self.calibration),
+            SavedModel(
+                self.model,
+                self.tokenizer,
+                self.types,
+                self.config,
+                self.inference,
+                self.calibration,
+            ),
         )
 
     # -- inference -----------------------------------------------------------------------
@@ -202,7 +222,7 @@ class SpERT:
         ``context_words`` of each are used, none for 0), e.g. for a share of a larger input:
         the :meth:`document_contexts` of the whole input, sliced like the share.
         ``relation_threshold`` replaces every relation threshold (the calibration's per-type
-        ones, or ``config.relation_threshold``) with one cut-off on the (calibrated) score.
+        ones, or ``inference.relation_threshold``) with one cut-off on the (calibrated) score.
         """
         inputs = [_as_sentence(s, i) for i, s in enumerate(sentences)]
         thresholds = self.relation_thresholds(relation_threshold)
@@ -215,7 +235,7 @@ class SpERT:
             contexts = None  # the model was trained without context
         else:
             contexts = [(list(left)[-words:], list(right)[:words]) for left, right in contexts]
-        batch_size = batch_size or self.config.eval_batch_size
+        batch_size = batch_size or self.inference.eval_batch_size
         results: list[Sentence | None] = [None] * len(inputs)
         was_training = self.model.training
         self.model.eval()
@@ -230,10 +250,10 @@ class SpERT:
                         batch.to(self.device),
                         self.types,
                         thresholds,
-                        self.config.max_pairs,
+                        self.inference.max_pairs,
                         self.calibration,
-                        self.config.max_entities_per_sentence,
-                        self.config.max_relations_per_sentence,
+                        self.inference.max_entities_per_sentence,
+                        self.inference.max_relations_per_sentence,
                     )
                     for j, (entities, relations) in zip(chunk, decoded):
                         source = inputs[j]
@@ -247,14 +267,14 @@ class SpERT:
 
     def relation_thresholds(self, override: float | None = None) -> list[float]:
         """The cut-off of each relation type: ``override`` for all, else the calibration's,
-        else ``config.relation_threshold``."""
+        else ``inference.relation_threshold``."""
         if override is not None:
             if not 0.0 <= override <= 1.0:
                 raise ValueError(f"relation_threshold must lie in [0, 1], got {override}")
             return [float(override)] * len(self.types.relations)
         if self.calibration is not None:
             return list(self.calibration.relation_thresholds)
-        return [self.config.relation_threshold] * len(self.types.relations)
+        return [self.inference.relation_threshold] * len(self.types.relations)
 
     def extract(
         self,
@@ -283,12 +303,12 @@ class SpERT:
         """Like :meth:`extract` for a list, but lazily: reads ``texts`` as it goes and yields
         each Document, in input order, once all its sentences are predicted; memory does not
         grow with the input (see :func:`spert.runtime.extraction.extract_stream`)."""
-        size = batch_size or self.config.eval_batch_size
+        size = batch_size or self.inference.eval_batch_size
         return extract_stream(
             texts,
             lambda tokens, contexts: self.predict(tokens, size, contexts=contexts),
             size,
-            self.config.max_sentence_words,
+            self.inference.max_sentence_words,
             self.config.context_words,
         )
 

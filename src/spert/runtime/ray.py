@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spert.config import RayExtractSettings
 from spert.data import DataError
 from spert.model.directory import ModelError, find_model_dir
 from spert.runtime.io import (
@@ -40,8 +41,8 @@ from spert.utils import atomic_write_text, format_duration
 
 logger = logging.getLogger(__name__)
 
-#: Documents per actor call (``--docs-per-batch``).
-DOCS_PER_BATCH = 64
+#: The defaults of the actor pool (``spert extract --ray --actors ...``).
+_DEFAULTS = RayExtractSettings()
 #: Seconds between progress lines while a shard is still running.
 HEARTBEAT_S = 30.0
 #: Starts the message of an error row that is a ModelError.
@@ -272,11 +273,11 @@ def extract_shards(
     model: str | Path | None = None,
     *,
     input_format: str | None = None,
-    actors: int = 1,
-    cpus_per_actor: float = 1.0,
-    gpus_per_actor: float = 0.0,
+    actors: int = _DEFAULTS.actors,
+    cpus_per_actor: float = _DEFAULTS.cpus_per_actor,
+    gpus_per_actor: float = _DEFAULTS.gpus_per_actor,
     batch_size: int | None = None,
-    docs_per_batch: int = DOCS_PER_BATCH,
+    docs_per_batch: int = _DEFAULTS.docs_per_batch,
     address: str | None = None,
     progress: bool = True,
 ) -> ShardSummary:

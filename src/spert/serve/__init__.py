@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spert.serve.settings import ServeSettings
+from spert.config import ServeSettings
 
 __all__ = ["ServeSettings", "create_app"]
 

@@ -22,10 +22,10 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from spert.config import ServeSettings
 from spert.data import DataError
 from spert.results import Document
 from spert.serve.batching import Extractor, MicroBatcher, Unavailable
-from spert.serve.settings import ServeSettings
 from spert.version import __version__
 
 logger = logging.getLogger("spert.serve")

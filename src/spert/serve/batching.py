@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from spert.config import ServeSettings
 from spert.data import Context
 from spert.data.text import TextSentence
 from spert.results import Document, ExtractedSentence
 from spert.runtime.extraction import document_input, extracted_sentence, sentences_in_context
-from spert.serve.settings import ServeSettings
 
 logger = logging.getLogger("spert.serve")
 
@@ -78,7 +78,7 @@ def prepare(model: Any, inputs: Inputs) -> Prepared:
     documents: list[Document] = []
     sentences: list[tuple[int, TextSentence, Context]] = []
     for index, item in enumerate(inputs):
-        doc_id, text, split = document_input(item, index, model.config.max_sentence_words)
+        doc_id, text, split = document_input(item, index, model.inference.max_sentence_words)
         documents.append(Document(text, [], doc_id))
         in_context = sentences_in_context(split, model.config.context_words)
         sentences.extend((index, s, c) for s, c in in_context)
@@ -141,7 +141,7 @@ class MicroBatcher:
     def __init__(self, model: Any, settings: ServeSettings | None = None) -> None:
         settings = settings or ServeSettings()
         self.model = model
-        self.batch_size = settings.batch_size or model.config.eval_batch_size
+        self.batch_size = settings.batch_size or model.inference.eval_batch_size
         self.max_batch_sentences = settings.max_batch_sentences
         self.max_wait_s = settings.max_wait_ms / 1000
         self.max_pending_sentences = settings.max_pending_sentences

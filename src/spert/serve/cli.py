@@ -11,8 +11,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from spert.config import ConfigError
-from spert.serve.settings import ServeSettings
+from spert.config import ConfigError, RayServeSettings, ServeSettings
 from spert.utils import exit_on_user_error, setup_logging
 
 logger = logging.getLogger("spert.serve")
@@ -147,7 +146,7 @@ def _add_batching(p: argparse.ArgumentParser, defaults: ServeSettings) -> None:
     batching.add_argument(
         "--batch-size",
         type=int,
-        default=None,
+        default=defaults.batch_size,
         help="sentences per encoder pass (default: the model's eval_batch_size)",
     )
     batching.add_argument(
@@ -162,7 +161,7 @@ def _add_batching(p: argparse.ArgumentParser, defaults: ServeSettings) -> None:
     batching.add_argument(
         "--threads",
         type=int,
-        default=None,
+        default=defaults.threads,
         help="torch CPU threads for the model, per worker (default: with one worker, one less "
         "than torch's default, at least 1, leaving a core to HTTP and sentence splitting; with "
         "--workers N, the usable CPUs divided by N, at least 1)",
@@ -187,9 +186,25 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     ray.add_argument(
         "--ray", action="store_true", help="deploy on Ray Serve instead of one process"
     )
-    ray.add_argument("--replicas", type=int, default=1, help="model replicas (default: 1)")
-    ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per replica (default: 1)")
-    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica (default: 0)")
+    defaults = RayServeSettings()
+    ray.add_argument(
+        "--replicas",
+        type=int,
+        default=defaults.replicas,
+        help=f"model replicas (default: {defaults.replicas})",
+    )
+    ray.add_argument(
+        "--num-cpus",
+        type=float,
+        default=defaults.num_cpus,
+        help=f"CPUs per replica (default: {defaults.num_cpus:g})",
+    )
+    ray.add_argument(
+        "--num-gpus",
+        type=float,
+        default=defaults.num_gpus,
+        help=f"GPUs per replica (default: {defaults.num_gpus:g})",
+    )
     ray.add_argument(
         "--ray-address",
         default=None,

@@ -33,15 +33,15 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from spert.config import ConfigError
+from spert.config import ConfigError, RayServeSettings, ServeSettings
 from spert.results import Document, ExtractedSentence
 from spert.serve.app import set_threads
 from spert.serve.batching import Inputs, Item, Unavailable, predict_groups, prepare
-from spert.serve.settings import ServeSettings
 from spert.utils import quiet_transformers, sigterm_as_interrupt
 
 #: The settings' defaults, for the decorator (each replica sets its own in __init__).
 _DEFAULTS = ServeSettings()
+_RAY_DEFAULTS = RayServeSettings()
 
 logger = logging.getLogger("spert.serve")
 
@@ -125,7 +125,7 @@ class SpertDeployment:
         self.settings = ServeSettings(**settings)
         set_threads(self.settings.threads)
         self.model = SpERT.load(model_dir, device=device, calibration=self.settings.calibration)
-        self.batch_size = self.settings.batch_size or self.model.config.eval_batch_size
+        self.batch_size = self.settings.batch_size or self.model.inference.eval_batch_size
         self.split_pool = ThreadPoolExecutor(1, thread_name_prefix="spert-split")
         self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="spert-model")
         self.predict_batch.set_max_batch_size(self.settings.max_batch_sentences)
@@ -167,9 +167,9 @@ class SpertDeployment:
 def build_app(
     model_dir: str | os.PathLike[str] | None = None,
     settings: ServeSettings | None = None,
-    replicas: int = 1,
-    num_cpus: float = 1.0,
-    num_gpus: float = 0.0,
+    replicas: int = _RAY_DEFAULTS.replicas,
+    num_cpus: float = _RAY_DEFAULTS.num_cpus,
+    num_gpus: float = _RAY_DEFAULTS.num_gpus,
     device: str | None = None,
 ) -> Application:
     """A Ray Serve application of ``replicas`` copies of the model, with ``num_cpus`` and
@@ -177,14 +177,11 @@ def build_app(
     from spert.api import default_model_dir
 
     settings = settings or ServeSettings()
-    if replicas < 1:
-        raise ConfigError(f"replicas must be at least 1, got {replicas}")
-    if num_cpus < 0 or num_gpus < 0:
-        raise ConfigError("num_cpus and num_gpus must not be negative")
+    ray = RayServeSettings(replicas, num_cpus, num_gpus)  # checks them
     path = str(model_dir) if model_dir is not None else str(default_model_dir())
     deployment = SpertDeployment.options(
-        num_replicas=replicas,
-        ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+        num_replicas=ray.replicas,
+        ray_actor_options={"num_cpus": ray.num_cpus, "num_gpus": ray.num_gpus},
         max_ongoing_requests=MAX_ONGOING_REQUESTS,
         graceful_shutdown_timeout_s=settings.shutdown_timeout_s,
     )
@@ -206,9 +203,9 @@ def app_builder(args: dict[str, Any]) -> Application:
 def serve_ray(
     model_dir: str | None,
     settings: ServeSettings,
-    replicas: int = 1,
-    num_cpus: float = 1.0,
-    num_gpus: float = 0.0,
+    replicas: int = _RAY_DEFAULTS.replicas,
+    num_cpus: float = _RAY_DEFAULTS.num_cpus,
+    num_gpus: float = _RAY_DEFAULTS.num_gpus,
     device: str | None = None,
     address: str | None = None,
 ) -> None:

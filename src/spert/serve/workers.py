@@ -32,8 +32,7 @@ from typing import Any
 
 import uvicorn
 
-from spert.config import ConfigError
-from spert.serve.settings import ServeSettings
+from spert.config import ConfigError, ServeSettings
 from spert.utils import UserError, setup_logging
 
 logger = logging.getLogger("spert.serve")
