@@ -302,7 +302,8 @@ def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
         "tokenization",
     }
     # Ablations test on the test set and share one run cache (with their base run); the
-    # recipe-selection grids of issue 17 test on the dev set and share another.
+    # grids that chose the CPU recipe (cpu_recipe_*, paper_dev, fast_vs_paper) test on the dev
+    # set and share another.
     runs_dirs: dict[Path, set[Path]] = {}
     for path in grids:
         grid = load_grid(path)

@@ -1,8 +1,9 @@
-"""Issue 17: one table and one plot over every CoNLL04-dev run of recipe.toml, recipe2.toml,
-paper_dev.toml and fast_vs_paper.toml (they share runs/experiments/conll04_dev).
+"""CPU recipes: dev F1 against training cost, one table and one plot over every CoNLL04-dev run
+of cpu_recipe_candidates.toml, cpu_recipe_averaging_negatives_steps.toml, paper_dev.toml and
+fast_vs_paper.toml (they share runs/experiments/conll04_dev).
 
-    python benchmarks/issue17_report.py [--runs runs/experiments/conll04_dev]
-        [--out benchmarks/results/ablations/issue17]
+    python benchmarks/cpu_recipe_cost_vs_f1.py [--runs runs/experiments/conll04_dev]
+        [--out benchmarks/results/ablations/cpu_recipe]
 
 Cost: each run's training time at 1 torch thread on the shared 2-core machine, as a ratio to
 the `fast-v1` run's (same seed, same conditions; `fast-v1` is the recipe then named `fast`:
@@ -18,11 +19,12 @@ import json
 import statistics
 from pathlib import Path
 
-FAST = {"epochs": 10, "train_batch_size": 8, "length_bucketing": True, "lr": 1e-4}
-# The speed options of the `fast` preset (recipe3.toml); off in both reference recipes.
-SPEED = {"bf16": False, "freeze_word_embeddings": False}
+from spert.config import preset
+
+# The two reference recipes a run's label is written against (speed options off in both).
+FAST_V1 = preset("fast-v1").to_dict()
+PAPER = preset("paper").to_dict()
 FAST_IDLE_MIN = 5.85
-PAPER = {"epochs": 20, "train_batch_size": 2, "length_bucketing": False, "lr": 5e-5}
 SHOWN = (
     "train_batch_size",
     "length_bucketing",
@@ -42,17 +44,8 @@ SHOWN = (
 
 def label(cfg: dict) -> str:
     """`fast-v1 + ...` for length-bucketed batches (differences from it), else `paper + ...`."""
-    defaults = {
-        "head_lr": 0.0,
-        "lr_warmup": 0.1,
-        "word_shape_dim": 0,
-        "neg_entity_count": 100,
-        "neg_relation_count": 100,
-        "grad_accumulation": 1,
-        "average_last_epochs": 0,
-    }
     fastish = cfg["length_bucketing"]
-    base = {**defaults, **SPEED, **(FAST if fastish else PAPER)}
+    base = FAST_V1 if fastish else PAPER
     parts = [f"{k}={cfg.get(k, base[k])}" for k in SHOWN if cfg.get(k, base[k]) != base[k]]
     name = "fast-v1" if fastish else "paper"
     return name + (" + " + ", ".join(parts) if parts else "")
@@ -61,7 +54,7 @@ def label(cfg: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="runs/experiments/conll04_dev")
-    ap.add_argument("--out", default="benchmarks/results/ablations/issue17")
+    ap.add_argument("--out", default="benchmarks/results/ablations/cpu_recipe")
     args = ap.parse_args()
     rows = []
     for result in sorted(Path(args.runs).glob("*/seed_*/result.json")):
@@ -90,11 +83,12 @@ def main() -> None:
         x["idle_epochs"] = FAST_IDLE_MIN * x["config"]["epochs"] / 10 if same_epoch_cost else None
     rows.sort(key=lambda x: (x["setting"] != "fast-v1", x["setting"], x["seed"]))
     lines = [
-        "# Issue 17: CoNLL04 dev (final model), bundled encoder",
+        "# CPU recipes: CoNLL04 dev (final model), bundled encoder",
         "",
-        "Every run of `benchmarks/grids/{recipe,recipe2,paper_dev,fast_vs_paper}.toml`",
+        "Every run of `benchmarks/grids/{cpu_recipe_candidates,"
+        "cpu_recipe_averaging_negatives_steps,paper_dev,fast_vs_paper}.toml`",
         "(trained on conll04_train.json, final model tested on conll04_dev.json; no per-epoch dev",
-        "evaluation, no checkpoints). Made by `python benchmarks/issue17_report.py`.",
+        "evaluation, no checkpoints). Made by `python benchmarks/cpu_recipe_cost_vs_f1.py`.",
         "",
         "Train time: 1 torch thread (`OMP_NUM_THREADS=1`) on the 2-core machine shared with other",
         "work (load average 1.5-3 during these runs), so NOT idle-machine times. Idle 2-thread",
@@ -175,7 +169,7 @@ def main() -> None:
     ax.text(10.5, ax.get_ylim()[0] + 0.5, "10.4 min budget", fontsize=7, color="grey")
     ax.set_xlabel("estimated idle 2-thread train+test time (min; from 1-thread shared runs)")
     ax.set_ylabel("CoNLL04 dev relation strict micro F1")
-    ax.set_title("Issue 17: recipes on CoNLL04 dev (1 point per run)")
+    ax.set_title("CPU recipes on CoNLL04 dev (1 point per run)")
     fig.savefig(out / "cost_vs_f1.png", dpi=130, bbox_inches="tight")
 
 
