@@ -10,6 +10,7 @@ model directory stores, and the training options. Its defaults are the SpERT pap
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from collections.abc import Iterable, Mapping
@@ -108,6 +109,18 @@ class _Options:
     @classmethod
     def from_toml(cls: type[_C], path: str | Path) -> _C:
         return cls.from_dict(read_toml(path), str(path))
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ActionsContainer) -> None:
+        """A ``--<field>`` option per field, defaulting to the field's default, with the field's
+        docstring as help (for classes without bool fields)."""
+        helps = cls.option_help()
+        for name, kind in cls.option_types().items():
+            default = getattr(cls, name)
+            shown = f"{default:g}" if isinstance(default, float) else default
+            flag = "--" + name.replace("_", "-")
+            text = f"{helps[name]} (default: {shown})"
+            group.add_argument(flag, type=kind, default=default, help=text)
 
     def replace(self: _C, **changes: Any) -> _C:
         return dataclasses.replace(self, **changes)
@@ -366,17 +379,19 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
-class RayServeSettings:
-    """``spert serve --ray``: the Ray Serve replicas, each holding a model, and what each takes."""
+class RayServeSettings(_Options):
+    """``spert serve --ray``: the Ray Serve replicas, each holding a model, and what each takes
+    (the field docstrings are the options' help)."""
 
     replicas: int = 1
-    """Model replicas."""
+    """model replicas"""
     num_cpus: float = 1.0
-    """CPUs per replica."""
+    """CPUs per replica"""
     num_gpus: float = 0.0
-    """GPUs per replica (fractions share a GPU)."""
+    """GPUs per replica"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.replicas < 1:
             raise ConfigError(f"replicas must be at least 1, got {self.replicas}")
         if self.num_cpus < 0 or self.num_gpus < 0:
@@ -384,17 +399,18 @@ class RayServeSettings:
 
 
 @dataclass(frozen=True)
-class RayExtractSettings:
-    """``spert extract --ray``: the pool of model actors on Ray Data (checked where used)."""
+class RayExtractSettings(_Options):
+    """``spert extract --ray``: the pool of model actors on Ray Data (checked where used; the
+    field docstrings are the options' help)."""
 
     actors: int = 1
-    """Model actor processes."""
+    """model actors"""
     cpus_per_actor: float = 1.0
-    """CPUs (torch threads) per actor."""
+    """CPUs (threads) per actor"""
     gpus_per_actor: float = 0.0
-    """GPUs per actor, fractions share a GPU; > 0 runs the actors on a GPU."""
+    """GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU"""
     docs_per_batch: int = 64
-    """Documents per actor call."""
+    """documents per actor call"""
 
 
 def config_differences(

@@ -365,32 +365,7 @@ def _add_extract(sub: Any) -> None:
     ray.add_argument(
         "--ray", action="store_true", help="extract with a pool of model actors on Ray Data"
     )
-    defaults = RayExtractSettings()
-    ray.add_argument(
-        "--actors",
-        type=int,
-        default=defaults.actors,
-        help=f"model actors (default: {defaults.actors})",
-    )
-    ray.add_argument(
-        "--cpus-per-actor",
-        type=float,
-        default=defaults.cpus_per_actor,
-        help=f"CPUs (threads) per actor (default: {defaults.cpus_per_actor:g})",
-    )
-    ray.add_argument(
-        "--gpus-per-actor",
-        type=float,
-        default=defaults.gpus_per_actor,
-        help="GPUs per actor, fractions share a GPU; > 0 runs the actors on GPU "
-        f"(default: {defaults.gpus_per_actor:g})",
-    )
-    ray.add_argument(
-        "--docs-per-batch",
-        type=int,
-        default=defaults.docs_per_batch,
-        help=f"documents per actor call (default: {defaults.docs_per_batch})",
-    )
+    RayExtractSettings.add_arguments(ray)  # --actors, --cpus-per-actor, ...
     ray.add_argument(
         "--ray-address",
         default=None,

@@ -186,25 +186,7 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     ray.add_argument(
         "--ray", action="store_true", help="deploy on Ray Serve instead of one process"
     )
-    defaults = RayServeSettings()
-    ray.add_argument(
-        "--replicas",
-        type=int,
-        default=defaults.replicas,
-        help=f"model replicas (default: {defaults.replicas})",
-    )
-    ray.add_argument(
-        "--num-cpus",
-        type=float,
-        default=defaults.num_cpus,
-        help=f"CPUs per replica (default: {defaults.num_cpus:g})",
-    )
-    ray.add_argument(
-        "--num-gpus",
-        type=float,
-        default=defaults.num_gpus,
-        help=f"GPUs per replica (default: {defaults.num_gpus:g})",
-    )
+    RayServeSettings.add_arguments(ray)  # --replicas, --num-cpus, --num-gpus
     ray.add_argument(
         "--ray-address",
         default=None,
