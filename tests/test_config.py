@@ -1,10 +1,24 @@
-"""Presets: named configurations whose measured figures README and benchmarks/results quote."""
+"""Presets (named configurations whose measured figures README and benchmarks/results quote),
+the split of SpertConfig into its parts, and the defaults of the deployment settings."""
 
 from __future__ import annotations
 
 import pytest
 
-from spert.config import PRESETS, ConfigError, SpertConfig, preset
+from spert.config import (
+    INFERENCE_OPTIONS,
+    MODEL_OPTIONS,
+    PRESETS,
+    TRAINING_OPTIONS,
+    ConfigError,
+    InferenceConfig,
+    ModelConfig,
+    RayExtractSettings,
+    RayServeSettings,
+    ServeSettings,
+    SpertConfig,
+    preset,
+)
 
 
 def test_paper_preset_is_the_defaults():
@@ -47,3 +61,51 @@ def test_frozen_word_embeddings_need_a_pretrained_encoder():
     with pytest.raises(ConfigError, match="freeze_word_embeddings.*random"):
         preset("fast").replace(encoder_init="random")
     assert preset("fast").replace(encoder_init="frozen").freeze_word_embeddings
+
+
+def test_inference_settings_are_their_own_object_and_part_of_spert_config():
+    config = SpertConfig(eval_batch_size=3, relation_threshold=0.2, max_span_size=4)
+    assert config.inference_config() == InferenceConfig(eval_batch_size=3, relation_threshold=0.2)
+    assert config.model_config() == ModelConfig(max_span_size=4)
+    assert set(MODEL_OPTIONS).isdisjoint(INFERENCE_OPTIONS)
+    assert set(SpertConfig().to_dict()) == {*MODEL_OPTIONS, *INFERENCE_OPTIONS, *TRAINING_OPTIONS}
+    for bad, match in (
+        ({"eval_batch_size": 0}, "eval_batch_size must be at least 1"),
+        ({"relation_threshold": 1.5}, r"relation_threshold must lie in \[0, 1\]"),
+        ({"max_relations_per_sentence": -1}, "max_relations_per_sentence must not be negative"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            InferenceConfig(**bad)
+        with pytest.raises(ConfigError, match=match):
+            SpertConfig(**bad)
+    with pytest.raises(ConfigError, match="unknown option.*max_span_size"):
+        InferenceConfig.from_dict({"max_span_size": 4})
+
+
+def test_ray_defaults_live_in_the_settings_classes():
+    """The command lines and the Python functions take their Ray defaults from one place."""
+    import argparse
+    import inspect
+
+    from spert.cli import build_parser
+    from spert.runtime.ray import extract_shards
+    from spert.serve.cli import add_arguments
+    from spert.serve.ray_serve import build_app, serve_ray
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    serve_args = vars(parser.parse_args([]))
+    extract_args = vars(build_parser().parse_args(["extract", "--input", "i", "--out", "o"]))
+    for settings, args, functions in (
+        (RayServeSettings(), serve_args, (build_app, serve_ray)),
+        (RayExtractSettings(), extract_args, (extract_shards,)),
+    ):
+        for name, default in settings.to_dict().items():
+            assert args[name] == default, name
+            for function in functions:
+                assert inspect.signature(function).parameters[name].default == default, name
+    assert {k: serve_args[k] for k in ServeSettings.field_names()} == ServeSettings().to_dict()
+    with pytest.raises(ConfigError, match="replicas must be at least 1"):
+        RayServeSettings(replicas=0)
+    with pytest.raises(ConfigError, match="must not be negative"):
+        RayServeSettings(num_gpus=-1.0)
