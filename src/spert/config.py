@@ -313,7 +313,8 @@ TRAINING_OPTIONS = tuple(
 # -- deployments: settings of a server or a Ray pool, not of a model -----------------------------
 @dataclass
 class ServeSettings:
-    """How the HTTP server listens, batches and what it accepts. The CLI fills it from flags."""
+    """How the HTTP server listens, batches and what it accepts (a deployment's settings, not a
+    model's: apart from SpertConfig). The CLI fills it from flags."""
 
     host: str = "127.0.0.1"
     """Interface to listen on (``0.0.0.0`` for all)."""
