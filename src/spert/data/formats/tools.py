@@ -114,7 +114,8 @@ def iter_json_values(
     bad record (a JSON Lines line, an element of a list written one per line or
     pretty-printed) loses only itself, never the record after it. A list that is not valid as
     a whole is read element by element. Nesting too deep for the parser, and integers too long
-    to convert, are invalid JSON too.
+    to convert, are invalid JSON too. Invalid text between records (a stray comma or
+    bracket, an unclosed list) is a "stray text" error: nothing of a record is lost there.
     """
     state = _JsonScan(path, text, report, kind)
     yield from state.values()
@@ -154,24 +155,40 @@ class _JsonScan:
                     in_list = True
                     pos = self.skip_space(pos + 1)
                     continue
-                self.record += 1
-                self.report.count_read(self.kind)
                 resume = self._next_value_start(pos)
-                where, detail = self._describe(e, pos, resume, line)
-                self.report.error(
-                    ReportEntry(self.kind, "invalid JSON", str(self.path), where, "", detail)
-                )
+                if text[pos] in "{[":
+                    self.record += 1
+                    self.report.count_read(self.kind)
+                    where, detail = self._describe(e, pos, resume, line)
+                    self.report.error(
+                        ReportEntry(self.kind, "invalid JSON", str(self.path), where, "", detail)
+                    )
+                else:
+                    self.stray(pos, f"{text[pos : pos + 12]!r} where a {self.kind} should start")
                 pos = resume
                 continue
-            if isinstance(value, list) and not in_list:
-                for element in value:
-                    self.record += 1
-                    yield JsonValue(element, self.record, line)
-            else:
+            for element in value if isinstance(value, list) else [value]:
                 self.record += 1
-                yield JsonValue(value, self.record, line)
-            pos = self.skip_space(end, "," if in_list else "")
-        return
+                yield JsonValue(element, self.record, line)
+            pos = self.skip_space(end)
+            if in_list and pos < len(text):
+                if text[pos] == ",":
+                    pos = self.skip_space(pos + 1)
+                    if pos < len(text) and text[pos] == "]":
+                        self.stray(pos, "a comma before the end of the list")
+                elif text[pos] != "]":
+                    self.stray(pos, "no comma between two elements of the list")
+        if in_list:
+            self.stray(len(text), "the list is not closed: the file ends inside it")
+
+    def stray(self, pos: int, detail: str) -> None:
+        """Invalid JSON between records (a separator missing or too many): a "stray text"
+        read and reported, so that strict mode fails on it and lenient mode lists it."""
+        self.report.count_read("stray text")
+        where = f"line {self.line_of(min(pos, len(self.text)))}"
+        self.report.error(
+            ReportEntry("stray text", "invalid JSON", str(self.path), where, "", detail)
+        )
 
     def _elements_follow(self, pos: int) -> bool:
         """Whether the list at ``pos`` starts with an object or list (records to recover)."""
