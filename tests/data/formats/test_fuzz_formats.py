@@ -56,14 +56,19 @@ def documents(draw: st.DrawFn) -> list[CharDocument]:
                 st.tuples(st.integers(0, len(words) - 1), st.integers(0, 2)),
                 min_size=1 if d == 0 else 0,  # a dataset without any entity imports nothing
                 max_size=4,
-                unique_by=lambda t: (t[0], min(t[0] + t[1], len(words) - 1)),
+                unique_by=lambda t: (t[0], t[0] + t[1]),
             )
         )
         entities = []
-        for k, (first, extra) in enumerate(chosen):
+        taken = set()
+        for first, extra in chosen:
             last = min(first + extra, len(words) - 1)
+            if (first, last) in taken:  # the same span twice: not a distinct entity
+                continue
+            taken.add((first, last))
             kind = draw(st.sampled_from(TYPES.entities))
-            entities.append(CharEntity(f"T{k + 1}", kind, spans[first][0], spans[last][1]))
+            ident = f"T{len(entities) + 1}"
+            entities.append(CharEntity(ident, kind, spans[first][0], spans[last][1]))
         pairs = draw(
             st.lists(
                 st.tuples(st.integers(0, 3), st.integers(0, 3), st.sampled_from(["Rel", "Sym"])),
