@@ -365,7 +365,7 @@ def _nothing_imported(
     raise DataError(
         f"nothing imported from {named}: no entity in what was read "
         f"({'; '.join(counts) or 'nothing read'})"
-        f"{why}; {out} is left as it was; the report: {path}"
+        f"{why}; nothing written to {out}; the report: {path}"
     )
 
 

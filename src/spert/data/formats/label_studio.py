@@ -185,7 +185,9 @@ class _TaskReader:
             elif candidate.get("was_cancelled") is True:
                 self.report.skip(self.entry(kind, "cancelled", candidate.get("id", "")))
             elif annotation.startswith("annotator:") and not _by(candidate, annotation[10:]):
-                self.report.skip(self.entry(kind, "other annotator", candidate.get("id", "")))
+                who = _annotator(candidate)
+                entry = self.entry(kind, "other annotator", candidate.get("id", ""), f"by {who}")
+                self.report.skip(entry)
             else:
                 eligible.append(candidate)
         if not eligible:
@@ -396,6 +398,14 @@ class _TaskReader:
             relation_id = _unique(base if len(labels) == 1 else f"{base}:{label}", taken)
             relations.append(CharRelation(relation_id, label, head, tail, direction == "bi", score))
         return relations
+
+
+def _annotator(annotation: dict[str, Any]) -> str:
+    """Who made ``annotation``, as ``--annotation annotator:`` takes it (email, else id)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        return str(who.get("email") or who.get("id"))
+    return str(who)
 
 
 def _by(annotation: dict[str, Any], annotator: str) -> bool:
