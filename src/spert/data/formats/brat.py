@@ -586,7 +586,7 @@ def write_brat(
             )
             raise DataError(
                 f"{out}: holds other documents ({shown}); they would be mixed with these: "
-                "write to another folder, or give --overwrite to replace the folder"
+                "write to another folder, or replace it (spert export --overwrite)"
             )
         kept = [out / n for n in others if n not in foreign]
 
