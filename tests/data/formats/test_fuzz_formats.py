@@ -253,6 +253,9 @@ def fuzz_brat(docs: list[CharDocument], how: str, data: st.DataObject) -> None:
         if victim.read_bytes() == original:
             intact = list(docs)
         strict = check("brat", [str(folder)], tmp, how, intact)
+        lines = [line for line in victim.read_bytes().split(b"\n") if line.strip()]
+        if victim.suffix == ".ann" and len(set(lines)) < len(lines):
+            assert isinstance(strict, DataError)  # an annotation id used twice is invalid
         if not isinstance(strict, DataError):
             assert strict.report.read["document"] == len(anns)
             n_t = sum(
