@@ -1,8 +1,10 @@
-"""The commands' shared set-up: one logging set-up and one error-to-exit handler."""
+"""spert.utils: the commands' shared set-up (one logging set-up, one error-to-exit handler) and
+atomic folder replacement (an interruption at any step leaves the old or the new folder)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from transformers.utils import logging as hf_logging
@@ -13,7 +15,13 @@ from spert.config import ConfigError
 from spert.data import DataError
 from spert.model.directory import ModelError
 from spert.serve.cli import main as serve_main
-from spert.utils import UserError, exit_on_user_error, setup_logging
+from spert.utils import (
+    UserError,
+    atomic_replace_dir,
+    exit_on_user_error,
+    recover_replaced_dir,
+    setup_logging,
+)
 
 
 @pytest.mark.parametrize("error", [DataError, ConfigError, ModelError, CliError, FileNotFoundError])
@@ -58,3 +66,49 @@ def test_setup_logging_quiets_transformers() -> None:
     finally:
         hf_logging.set_verbosity(verbosity)
         (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
+
+
+def _folder(path: Path, **files: str) -> Path:
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def _contents(path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(path.iterdir())}
+
+
+def test_failed_fill_leaves_the_old_folder(tmp_path: Path) -> None:
+    out = _folder(tmp_path / "out", a="old")
+
+    def fill(tmp: Path) -> None:
+        (tmp / "a").write_text("new")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_replace_dir(out, fill)
+    assert _contents(out) == {"a": "old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_the_aside_copy_is_recovered_after_a_crash_between_the_renames(tmp_path: Path) -> None:
+    # A crash after the old folder was renamed aside and before the new one was renamed in.
+    aside = _folder(tmp_path / ".out.old-1a2b3c4d", a="old")
+    out = tmp_path / "out"
+    assert recover_replaced_dir(out) == out
+    assert _contents(out) == {"a": "old"} and not aside.exists()
+    # The next replacement starts by the same recovery, then swaps as usual.
+    _folder(tmp_path / ".out.old-99999999", a="older")
+    (tmp_path / ".out.tmp-5e6f7a8b").mkdir()  # a crashed run's unfinished copy
+    atomic_replace_dir(out, lambda tmp: (tmp / "a").write_text("new"))
+    assert _contents(out) == {"a": "new"}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_crash_after_the_swap_leaves_the_new_folder(tmp_path: Path) -> None:
+    out = _folder(tmp_path / "out", a="new")
+    _folder(tmp_path / ".out.old-1a2b3c4d", a="old")  # not yet deleted
+    recover_replaced_dir(out)
+    assert _contents(out) == {"a": "new"}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

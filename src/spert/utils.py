@@ -87,26 +87,60 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, fsync: bool = Fal
 
 
 def atomic_replace_dir(path: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
-    """Have ``fill`` write a new directory beside ``path``, then put it in place of ``path``
-    (an existing one is moved aside first and deleted after), so that ``path`` is at every
-    moment either the old directory or the complete new one."""
+    """Have ``fill`` write a new directory beside ``path``, then put it in place of ``path``.
+
+    The swap takes two renames (a directory cannot be renamed over a non-empty one): the old
+    directory is renamed aside to ``.NAME.old-XXXXXXXX``, the new one renamed in, the old one
+    deleted; Ctrl-C and SIGTERM wait until that is done. A crash between the two renames
+    leaves only the aside copy, which :func:`recover_replaced_dir` (called first here, and by
+    whoever reads ``path`` after a crash) renames back: so ``path`` is, or is recovered as,
+    either the old directory or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_replaced_dir(path)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
         fill(tmp)
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old)
+        with signals_held():
+            old = None
+            if path.exists():
+                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                path.rename(old)
+            tmp.rename(path)
+            fsync_directory(path.parent)
+            if old is not None:
+                shutil.rmtree(old)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return path
+
+
+def recover_replaced_dir(path: str | os.PathLike[str]) -> Path:
+    """Finish what a crashed :func:`atomic_replace_dir` of ``path`` left: without ``path``, its
+    aside copy (``.NAME.old-*``) is renamed back; the aside copies of a finished swap and the
+    unfinished new directories (``.NAME.tmp-*``) are deleted."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return path
+    aside = sorted(path.parent.glob(f".{glob_escape(path.name)}.old-*"), key=_mtime)
+    if aside and not path.exists():
+        aside.pop().rename(path)  # the newest aside copy was the last complete one
+    stale = aside + list(path.parent.glob(f".{glob_escape(path.name)}.tmp-*"))
+    for leftover in stale:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+    return path
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime
 
 
 def fsync_directory(directory: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from conftest import DATASETS
 
+from spert.cli import main
 from spert.data import (
     DataError,
     Entity,
@@ -452,3 +453,38 @@ def test_real_conll04_test_set():
     assert len(sentences) == 288
     assert sum(len(s.entities) for s in sentences) == 1079
     assert sum(len(s.relations) for s in sentences) == 422
+
+
+# -- input that used to end in a traceback (issue 23) -------------------------------------------
+def _validate(data: Path, types: Path) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(["validate", "--data", str(data), "--types", str(types)])
+    return str(e.value.code)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"[" * 200_000, "nested too deeply"),
+        (
+            b'[{"tokens": ["a"], "entities": [{"type": "X", "start": ' + b"9" * 5001 + b"}]}]",
+            "digits",
+        ),
+        (b'[{"tokens": ["caf\xe9"]}]', "not UTF-8"),
+    ],
+    ids=["deep-nesting", "5001-digits", "latin-1"],
+)
+def test_validate_bad_data_file_is_a_one_line_error(tmp_path: Path, content: bytes, match: str):
+    types = write_json(tmp_path / "types.json", {"entities": {"X": {}}, "relations": {}})
+    data = tmp_path / "data.json"
+    data.write_bytes(content)
+    message = _validate(data, types)
+    assert str(data) in message and match in message and "\n" not in message
+
+
+def test_validate_non_utf8_types_file_is_a_one_line_error(tmp_path: Path):
+    types = tmp_path / "types.json"
+    types.write_bytes(b'{"entities": {"Caf\xe9": {}}, "relations": {}}')
+    data = write_json(tmp_path / "data.json", [record()])
+    message = _validate(data, types)
+    assert str(types) in message and "not UTF-8" in message

@@ -36,6 +36,10 @@ def cmd_import(args: argparse.Namespace) -> None:
         lenient=args.lenient,
         split=parse_split(args.split),
         seed=args.seed,
+        symmetric=tuple(args.symmetric or ()),
+        skip_empty=args.skip_empty,
+        label_config=args.label_config,
+        overwrite=args.overwrite,
     )
     split_inputs = {name: getattr(args, name) for name in SPLITS if getattr(args, name)}
     result = import_documents(
@@ -57,6 +61,22 @@ def cmd_import(args: argparse.Namespace) -> None:
         line += f"; not imported: {lost}" if lost else ""
         line += f"; flagged: {flagged}" if flagged else ""
         print(line)
+    for name, s in sorted(result.report.symmetry.items()):
+        if 0 < s["marked_symmetric"] < s["relations"] or s["symmetric"] != bool(
+            s["marked_symmetric"]
+        ):
+            decided = (
+                "symmetric (--symmetric)"
+                if s["symmetric"]
+                else f"directed (--symmetric {name} to change)"
+            )
+            print(
+                f"  relation type {name}: {s['marked_symmetric']} of {s['relations']} marked "
+                f"symmetric; {decided}"
+            )
+    leaks = [f for f in result.report.flags if f.reason == "split leak"]
+    if leaks:
+        print(f"  WARNING: {len(leaks)} document(s) in two splits (split leak), e.g. {leaks[0]}")
     verdict = "reconcile" if result.report.reconciles() else "DO NOT reconcile"
     print(f"totals {verdict}; every entry is in {result.files['report_md']}")
 
@@ -69,9 +89,19 @@ def cmd_export(args: argparse.Namespace) -> None:
     texts_path = Path(args.texts) if args.texts else first.parent / DOCUMENTS_FILE
     if args.texts and not texts_path.is_file():
         raise CliError(f"--texts {texts_path}: no such file")
-    texts = read_document_texts(texts_path) if texts_path.is_file() else None
-    documents = export_dataset(args.format, args.data, args.out, read_types(types_path), texts)
-    source = f"texts from {texts_path}" if texts is not None else "texts rebuilt from the tokens"
+    texts = read_document_texts(texts_path) if texts_path.is_file() else {}
+    documents = export_dataset(
+        args.format, args.data, args.out, read_types(types_path), texts, args.overwrite
+    )
+    exact = sum(d.id in texts for d in documents)
+    if exact == len(documents):
+        source = f"texts from {texts_path}"
+    elif exact:
+        source = f"texts from {texts_path} for {exact}, rebuilt from the tokens for the others"
+    else:
+        source = "texts rebuilt from the tokens" + (
+            f": no document id is in {texts_path}" if texts else ""
+        )
     print(f"{len(documents)} documents ({source}) -> {args.out}")
 
 
@@ -144,6 +174,29 @@ def _add_import(sub: Any) -> None:
         action="store_true",
         help="malformed annotations become report entries instead of errors",
     )
+    p.add_argument(
+        "--symmetric",
+        action="append",
+        metavar="TYPE",
+        help="make relation type TYPE symmetric whatever the tool marked (repeatable); the "
+        "report counts, per type, the relations marked symmetric",
+    )
+    p.add_argument(
+        "--skip-empty",
+        action="store_true",
+        help="brat, doccano: do not import documents without any annotation (else flagged)",
+    )
+    p.add_argument(
+        "--label-config",
+        metavar="XML",
+        help="Label Studio: the project's labeling config; its labels and relations are kept "
+        "in types.json even when unused",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --out folder that holds files an import did not write",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)
 
@@ -160,7 +213,16 @@ def _add_export(sub: Any) -> None:
     )
     p.add_argument("format", choices=list(WRITERS), help="the tool's format")
     p.add_argument("data", nargs="+", help="SpERT dataset file(s)")
-    p.add_argument("--out", required=True, help="output folder (brat) or file")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (brat; written whole, then swapped in) or file",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="brat: replace a folder that holds other documents (else refused)",
+    )
     p.add_argument("--types", help=f"types file (default: {TYPES_FILE} beside the first file)")
     p.add_argument(
         "--texts", help=f"document texts (default: {DOCUMENTS_FILE} beside the first file)"

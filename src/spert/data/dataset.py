@@ -166,11 +166,22 @@ def read_types(path: str | os.PathLike[str]) -> Types:
 
 def _load_json(path: Path) -> Any:
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        return _parse_json(text, path)
+    except RecursionError:
+        raise DataError(f"{path}: invalid JSON: nested too deeply to read") from None
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    """One JSON document, else JSON Lines; an error names the line (and column)."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError as first_error:
+    except ValueError as first_error:  # JSONDecodeError, or an integer of too many digits
         # Not one JSON document: try JSON Lines before reporting the first error.
         if path.suffix == ".jsonl" or text.lstrip().startswith("{"):
             records = []
@@ -179,18 +190,23 @@ def _load_json(path: Path) -> Any:
                     continue
                 try:
                     records.append(json.loads(line))
-                except json.JSONDecodeError as e:
+                except ValueError as e:
                     if path.suffix != ".jsonl" and not records:
                         break  # not JSON Lines (a pretty-printed object): use the first error
                     raise DataError(
-                        f"{path}: invalid JSON at line {lineno}, column {e.colno}: {e.msg}"
+                        f"{path}: invalid JSON at line {lineno}{_where(e, line=False)}"
                     ) from None
             else:
                 return records
-        e = first_error
-        raise DataError(
-            f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-        ) from None
+        raise DataError(f"{path}: invalid JSON{_where(first_error)}") from None
+
+
+def _where(error: ValueError, line: bool = True) -> str:
+    """Where and why ``json.loads`` failed: `` at line 2, column 3: Expecting value``."""
+    if isinstance(error, json.JSONDecodeError):
+        where = f" at line {error.lineno}" if line else ""
+        return f"{where}, column {error.colno}: {error.msg}"
+    return f": {str(error).split(';')[0]}"  # int(): more digits than Python converts
 
 
 def _is_index(value: Any) -> bool:

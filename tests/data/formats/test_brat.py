@@ -235,3 +235,92 @@ def test_non_utf8_text_is_an_error_naming_the_file(tmp_path: Path) -> None:
     report = ImportReport(lenient=True)
     assert read_brat([tmp_path], report)[0] == []
     assert report.not_imported["document"] == {"error": 1}
+
+
+# -- issue 23 ----------------------------------------------------------------------------------
+def _pair(folder: Path, name: str, text: str, ann: str | bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    if isinstance(ann, bytes):
+        (folder / f"{name}.ann").write_bytes(ann)
+    else:
+        (folder / f"{name}.ann").write_text(ann, encoding="utf-8")
+    return folder
+
+
+def test_duplicate_relation_ids_are_an_error_like_duplicate_entity_ids(tmp_path: Path) -> None:
+    ann = (
+        "T1\tPer 0 4\tMary\nT2\tOrg 15 19\tAcme\nR1\tWork Arg1:T1 Arg2:T2\nR1\tIn Arg1:T1 Arg2:T2\n"
+    )
+    folder = _pair(tmp_path, "d", "Mary works for Acme.", ann)
+    with pytest.raises(FormatError, match=r"line 4, annotation R1: .*id used twice"):
+        read_brat([folder], ImportReport())
+    report = ImportReport(lenient=True)
+    [doc], _ = read_brat([folder], report)
+    assert [r.type for r in doc.relations] == ["Work"]
+    assert report.not_imported["relation"] == {"error": 1}
+
+
+def test_bom_in_ann_file_is_not_in_errors(tmp_path: Path) -> None:
+    folder = _pair(tmp_path, "d", "Mary works.", "\ufeffT1\tPer 0 40\tMary\n".encode())
+    with pytest.raises(FormatError) as e:
+        read_brat([folder], ImportReport())
+    assert "\ufeff" not in str(e.value) and "annotation T1:" in str(e.value)
+    _pair(tmp_path, "d", "Mary works.", "\ufeffT1\tPer 0 4\tMary\n".encode())
+    [doc], _ = read_brat([folder], ImportReport())
+    assert [e.id for e in doc.entities] == ["T1"]
+
+
+def test_bom_in_txt_is_not_in_the_first_token(tmp_path: Path) -> None:
+    folder = _pair(tmp_path, "d", "\ufeffMary works.", "T1\tPer 1 5\tMary\n")
+    report = ImportReport()
+    docs, _ = read_brat([folder], report)
+    sentences = documents_to_sentences(docs, report)
+    assert sentences[0].tokens[0] == "Mary"
+    assert all("\ufeff" not in t for s in sentences for t in s.tokens)
+    assert docs[0].text[1:] == "Mary works." and len(docs[0].text) == 12  # offsets unchanged
+    assert any(f.reason == "byte order mark" for f in report.flags)
+
+
+def test_stray_txt_without_ann_is_reported_not_an_error(tmp_path: Path) -> None:
+    folder = _pair(tmp_path, "d", "Mary works.", "T1\tPer 0 4\tMary\n")
+    (folder / "README.txt").write_text("How these files were made.")
+    report = ImportReport()
+    docs, _ = read_brat([folder], report)
+    assert [d.id for d in docs] == ["d"]
+    [entry] = [e for e in report.entries if "README" in e.source]
+    assert entry.kind == "file" and "no .ann" in entry.reason
+    assert report.totals()["file"] == {
+        "read": 1, "imported": 0, "not_imported": {"no .ann beside it": 1}, "flagged": {},
+        "reconciles": True,
+    }  # fmt: skip
+    (folder / "d.txt").unlink()  # an .ann without its .txt holds annotations: still an error
+    with pytest.raises(FormatError, match="no .txt"):
+        read_brat([folder], ImportReport())
+
+
+def test_brat_file_names_keep_non_ascii_letters(tmp_path: Path) -> None:
+    docs = [CharDocument("Zürich-東京", "Zürich."), CharDocument("a/b:c", "x")]
+    write_brat(docs, tmp_path / "out", Types(("Loc",), ()))
+    names = sorted(p.name for p in (tmp_path / "out").glob("*.txt"))
+    assert names == ["Zürich-東京.txt", "a_b_c.txt"]
+
+
+def test_huge_offset_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    folder = _pair(tmp_path, "d", "Mary works.", f"T1\tPer 0 {'9' * 5001}\tMary\n")
+    with pytest.raises(FormatError, match=r"line 1, annotation T1: .*outside the text"):
+        read_brat([folder], ImportReport())
+
+
+def test_empty_documents_are_flagged_or_skipped(tmp_path: Path) -> None:
+    folder = _pair(tmp_path, "a", "Mary works.", "T1\tPer 0 4\tMary\n")
+    _pair(folder, "b", "Nothing here.", "")
+    report = ImportReport()
+    docs, _ = read_brat([folder], report)
+    assert [d.id for d in docs] == ["a", "b"]
+    assert [(f.reason, f.annotation_id) for f in report.flags] == [("no annotation", "b")]
+    report = ImportReport()
+    docs, _ = read_brat([folder], report, skip_empty=True)
+    assert [d.id for d in docs] == ["a"]
+    assert report.not_imported["document"] == {"no annotation (--skip-empty)": 1}
+    assert report.totals()["document"]["reconciles"]

@@ -28,6 +28,8 @@ SAMPLES = SHARED / "annotations" / "doccano"
 needs_samples = pytest.mark.skipif(
     not SAMPLES.is_dir(), reason="the shared annotation samples are not on this machine"
 )
+IMPORT_SAMPLE = "relation_extraction_import.jsonl"
+EXPORT_SAMPLE = "relation_extraction_export.json"
 GOOGLE = "Google was founded on September 4, 1998, by Larry Page and Sergey Brin."
 
 
@@ -71,7 +73,7 @@ def test_shipped_samples(name):
 
 @needs_samples
 def test_folder_input_reads_both_samples_the_same():
-    docs = read_doccano(SAMPLES, ImportReport())
+    docs = read_doccano([SAMPLES / IMPORT_SAMPLE, SAMPLES / EXPORT_SAMPLE], ImportReport())
     assert len(docs) == 2
     assert docs[0].id != docs[1].id  # no record id: file stem and record number
     assert [dataclasses.replace(d, id="", source="") for d in docs[:1]] == [
@@ -250,7 +252,8 @@ def test_property_read_of_write_is_identity(tmp_path, docs):
 @needs_samples
 def test_cli_import_of_the_samples(tmp_path):
     out = tmp_path / "data"
-    main(["import", "doccano", str(SAMPLES), "--out", str(out), "--split", "1,0,0", "--quiet"])
+    samples = [str(SAMPLES / IMPORT_SAMPLE), str(SAMPLES / EXPORT_SAMPLE)]
+    main(["import", "doccano", *samples, "--out", str(out), "--split", "1,0,0", "--quiet"])
     train = json.loads((out / "train.json").read_text("utf-8"))
     assert sum(len(s["entities"]) for s in train) == 8
     assert sum(len(s["relations"]) for s in train) == 6
@@ -288,3 +291,25 @@ def test_written_ids_are_integers_one_per_annotation() -> None:
     ])  # fmt: skip
     with pytest.raises(FormatError, match="'T7'"):
         doccano_record(bad)
+
+
+# -- issue 23 ----------------------------------------------------------------------------------
+def test_records_never_annotated_are_flagged_or_skipped(tmp_path):
+    records = [
+        {"id": 1, "text": "Mary works.", "entities": [
+            {"id": 1, "start_offset": 0, "end_offset": 4, "label": "Peop"}], "relations": []},
+        {"id": 2, "text": "Not annotated yet.", "entities": [], "relations": []},
+    ]  # fmt: skip
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = ImportReport()
+    assert [d.id for d in read_doccano([path], report)] == ["1", "2"]
+    [flag] = report.flags
+    assert (flag.kind, flag.reason, flag.where) == ("record", "no annotation", "record 2 (line 2)")
+    report = ImportReport()
+    assert [d.id for d in read_doccano([path], report, skip_empty=True)] == ["1"]
+    assert report.not_imported["record"] == {"no annotation (--skip-empty)": 1}
+    assert report.totals()["record"]["reconciles"]
+    main(["import", "doccano", str(path), "--out", str(tmp_path / "o"), "--skip-empty", "--quiet"])
+    docs = (tmp_path / "o" / "documents.jsonl").read_text().splitlines()
+    assert [json.loads(d)["id"] for d in docs] == ["1"]

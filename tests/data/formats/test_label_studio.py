@@ -329,3 +329,59 @@ def test_cli_import_then_export_gives_the_chosen_annotations_back(tmp_path):
         return doc.id, doc.text, spans, sorted(triples(doc))
 
     assert sorted(map(content, back)) == sorted(map(content, original))
+
+
+# -- issue 23 ----------------------------------------------------------------------------------
+def test_duplicate_region_ids_are_reported_not_reattached(tmp_path: Path) -> None:
+    results = [
+        region("r1", 0, 4, "Peop"),
+        region("r2", 15, 19, "Org"),
+        region("r1", 23, 29, "Loc"),  # another region with the same id
+        relation("r1", "r2", "right", "Work_For"),
+    ]
+    path = tmp_path / "export.json"
+    path.write_text(
+        json.dumps([{"id": 7, "data": {"text": TEXT}, "annotations": [{"result": results}]}])
+    )
+    with pytest.raises(FormatError, match=r"task 7, annotation r1: .*duplicate region id"):
+        read_label_studio([path], ImportReport())
+    report = ImportReport(lenient=True)
+    [doc] = read_label_studio([path], report)
+    assert [(e.type, TEXT[e.start : e.end]) for e in doc.entities] == [
+        ("Peop", "Mary"),
+        ("Org", "Acme"),
+    ]
+    assert doc.relations == []  # which r1 the relation meant cannot be told
+    assert report.not_imported["relation"] == {"ambiguous region id": 1}
+    assert report.totals()["relation"]["reconciles"]
+    # One region with labels of two controls (the same span twice) is one region, not a duplicate.
+    twice = [region("r1", 0, 4, "Peop"), region("r1", 0, 4, "Other"), region("r2", 15, 19, "Org")]
+    path.write_text(json.dumps([{"data": {"text": TEXT}, "annotations": [{"result": twice}]}]))
+    [doc] = read_label_studio([path], ImportReport())
+    assert len(doc.entities) == 3
+
+
+def test_offsets_unchecked_outside_the_bmp_are_flagged(tmp_path: Path) -> None:
+    text = "😀 Mary works for Acme."
+    r = region("r1", 2, 6, "Peop", text=text)
+    del r["value"]["text"]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([{"data": {"text": text}, "annotations": [{"result": [r]}]}]))
+    report = ImportReport()
+    [doc] = read_label_studio([path], report)
+    [flag] = report.flags
+    assert flag.reason == "offsets unchecked" and "outside the BMP" in flag.detail
+    # With value.text the offsets are checked (and UTF-16 ones converted): nothing to flag.
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "data": {"text": text},
+                    "annotations": [{"result": [region("r1", 2, 6, "Peop", text=text)]}],
+                }
+            ]
+        )
+    )
+    report = ImportReport()
+    read_label_studio([path], report)
+    assert report.flags == []

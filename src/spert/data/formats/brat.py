@@ -15,7 +15,8 @@ Reading (:func:`read_brat`):
   :func:`write_brat` writes for predictions) is read back as that annotation's score instead.
 * Malformed input is a :class:`~spert.data.formats.report.FormatError` naming file, line and
   annotation id: an offset beyond the text, surface text different from the ``.txt`` slice, an
-  argument id that is not in the file, an ``.ann`` without its ``.txt``.
+  argument id that is not in the file, an ``.ann`` without its ``.txt``, an id used twice.
+  A ``.txt`` without ``.ann`` (a README) is not a document: reported as a "file" not imported.
 
 Offsets are code points into the ``.txt`` file as it is on disk (line ends are not translated).
 Types come from the ``annotation.conf`` in each document's folder when there is one.
@@ -23,26 +24,29 @@ Types come from the ``annotation.conf`` in each document's folder when there is 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
-from spert.data.dataset import RelationType, Types
+from spert.data.dataset import DataError, RelationType, Types
 from spert.data.formats.document import CharDocument, CharEntity, CharRelation
 from spert.data.formats.inputs import expand_inputs
 from spert.data.formats.report import FormatError, ImportReport, ReportEntry
-from spert.utils import atomic_write_text
+from spert.utils import atomic_replace_dir, recover_replaced_dir
 
 #: What a discontinuous entity becomes: the span covering its fragments, or nothing.
 Discontinuous = Literal["span", "drop"]
 
 CONF_NAME = "annotation.conf"
+BOM = "\ufeff"
 _SCORE_NOTE = re.compile(r"^score=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_SAFE_NAME = re.compile(r"[^\w.-]+")  # letters and digits of any script are kept
 _BRAT_TYPE = re.compile(r"^[^\s:;,|<>=!#]+$")
 #: Relation names in annotation.conf that configure brat, not relation types.
 _CONF_PSEUDO_RELATIONS = frozenset({"ENTITY-NESTING", "<OVERLAP>"})
@@ -151,10 +155,13 @@ def read_brat(
     inputs: Iterable[str | os.PathLike[str]],
     report: ImportReport,
     discontinuous: Discontinuous = "span",
+    skip_empty: bool = False,
 ) -> tuple[list[CharDocument], Types | None]:
     """The documents of brat ``.txt`` + ``.ann`` files (files, folders or globs) and the types
     declared in their ``annotation.conf`` files (None when there is none); see the module
-    docstring for what is read and what is counted."""
+    docstring for what is read and what is counted. A document whose ``.ann`` holds no
+    annotation is flagged ("no annotation": never annotated, or nothing to annotate?), or with
+    ``skip_empty`` not imported."""
     if discontinuous not in ("span", "drop"):
         raise ValueError(f"discontinuous must be 'span' or 'drop', got {discontinuous!r}")
     paths = expand_inputs(inputs, (".txt", ".ann"))
@@ -171,17 +178,31 @@ def read_brat(
     ids = _document_ids([stem for stem, _, _ in pairs])
     documents = []
     for (_, txt, ann), doc_id in zip(pairs, ids):
+        if ann is None:  # a README.txt, say: no annotation of it to lose
+            report.count_read("file")
+            detail = "a .txt without annotations is not read as a document"
+            report.skip(ReportEntry("file", "no .ann beside it", str(txt), "file", "", detail))
+            continue
         report.count_read("document")
-        if txt is None or ann is None:
-            present, missing = (ann, ".txt") if txt is None else (txt, ".ann")
-            report.error(
-                ReportEntry("document", f"no {missing} file beside it", str(present), "file", "")
-            )
+        if txt is None:
+            report.error(ReportEntry("document", "no .txt file beside it", str(ann), "file", ""))
             continue
         text = _read_text(txt, doc_id, report)
         ann_content = _read_text(ann, doc_id, report) if text is not None else None
         if text is None or ann_content is None:
             continue
+        if text.startswith(BOM):  # brat counts it as a character: keep the offsets, not the BOM
+            text = " " + text[1:]
+            detail = "the .txt starts with a byte order mark, read as a space"
+            report.flag(
+                ReportEntry("document", "byte order mark", str(txt), "file", doc_id, detail)
+            )
+        if not ann_content.lstrip(BOM).strip():
+            entry = ReportEntry("document", "no annotation", str(ann), "file", doc_id)
+            if skip_empty:
+                report.skip(dataclasses.replace(entry, reason="no annotation (--skip-empty)"))
+                continue
+            report.flag(entry)
         document = _read_ann(
             ann, ann_content, doc_id, text, report, discontinuous, symmetric, conf.events
         )
@@ -214,7 +235,7 @@ def _read_ann(
 ) -> CharDocument:
     source = str(path)
     lines: list[_Line] = []
-    for number, raw in enumerate(_ANN_LINE_END.split(ann), 1):
+    for number, raw in enumerate(_ANN_LINE_END.split(ann.removeprefix(BOM)), 1):
         if not raw.strip():
             continue
         ident, *fields = raw.split("\t")
@@ -244,6 +265,7 @@ def _read_ann(
 
     entities: dict[str, CharEntity] = {}
     entity_ids: set[str] = set()  # every T id read, imported or not (relations may name it)
+    relation_ids: set[str] = set()
     relations: list[CharRelation] = []
     relation_lines: list[_Line] = []
     for line in lines:
@@ -292,7 +314,11 @@ def _read_ann(
             error("line", line, f"unknown annotation kind {line.ident!r}")
 
     for line in relation_lines:
-        if line.ident.startswith("R"):
+        if line.ident.startswith("R") and line.ident in relation_ids:
+            report.count_read("relation")
+            error("relation", line, "id used twice")
+        elif line.ident.startswith("R"):
+            relation_ids.add(line.ident)
             relations.extend(
                 _parse_relation(
                     line, entities, entity_ids, known_ids, symmetric, scores, report, source
@@ -321,12 +347,15 @@ def _parse_entity(
                 "entity", line, f"offsets {spans!r} are not '<start> <end>[;<start> <end>...]'"
             )
             return None
-        start, end = int(parts[0]), int(parts[1])
+        # More digits than the text's length has is outside it (and int() refuses 5,000 digits).
+        too_long = any(len(p.lstrip("0")) > len(str(len(text))) for p in parts)
+        start, end = (len(text) + 1, len(text) + 2) if too_long else (int(parts[0]), int(parts[1]))
         if not start < end <= len(text):
+            shown = f"{start} {end}" if not too_long else f"{parts[0][:12]}... {parts[1][:12]}"
             report_error(
                 "entity",
                 line,
-                f"offsets {start} {end} outside the text ({len(text)} characters) or empty",
+                f"offsets {shown} outside the text ({len(text)} characters) or empty",
             )
             return None
         fragments.append((start, end))
@@ -528,19 +557,55 @@ def ann_text(document: CharDocument) -> str:
 
 
 def write_brat(
-    documents: Iterable[CharDocument], out_dir: str | os.PathLike[str], types: Types
+    documents: Iterable[CharDocument],
+    out_dir: str | os.PathLike[str],
+    types: Types,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``NAME.txt`` + ``NAME.ann`` per document (NAME from its id, made safe and unique)
-    and an ``annotation.conf`` declaring ``types`` into ``out_dir``, each file atomically.
-    Annotation ids that are valid brat ids are kept; scores become ``score=...`` notes.
-    Returns the ``.ann`` paths."""
+    and an ``annotation.conf`` declaring ``types`` as the folder ``out_dir``, swapped in whole
+    at the end (:func:`spert.utils.atomic_replace_dir`: an interrupted or failed write leaves
+    the folder as it was). Annotation ids that are valid brat ids are kept; scores become
+    ``score=...`` notes. Other files of an existing folder (brat's ``visual.conf``, ...) are
+    kept; documents other than these are never mixed in: a :class:`DataError` unless
+    ``overwrite`` (then they are removed). Returns the ``.ann`` paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / CONF_NAME, conf_text(types))
+    check_output_folder(out)
     documents = list(documents)
-    written = []
-    for doc, name in zip(documents, _file_names(documents)):
-        ann = ann_text(doc)  # before writing anything of this document: it may raise
-        atomic_write_text(out / f"{name}.txt", doc.text)
-        written.append(atomic_write_text(out / f"{name}.ann", ann))
-    return written
+    names = _file_names(documents)
+    conf = conf_text(types)
+    recover_replaced_dir(out)
+    kept: list[Path] = []
+    if out.is_dir():
+        ours = {f"{n}{suffix}" for n in names for suffix in (".txt", ".ann")} | {CONF_NAME}
+        others = sorted(p.name for p in out.iterdir() if p.name not in ours)
+        foreign = [n for n in others if n.endswith((".txt", ".ann"))]
+        if foreign and not overwrite:
+            shown = ", ".join(foreign[:3]) + (
+                f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            )
+            raise DataError(
+                f"{out}: holds other documents ({shown}); they would be mixed with these: "
+                "write to another folder, or replace it (spert export --overwrite)"
+            )
+        kept = [out / n for n in others if n not in foreign]
+
+    def fill(tmp: Path) -> None:
+        (tmp / CONF_NAME).write_text(conf, encoding="utf-8", newline="")
+        for doc, name in zip(documents, names):
+            (tmp / f"{name}.ann").write_text(ann_text(doc), encoding="utf-8", newline="")
+            (tmp / f"{name}.txt").write_text(doc.text, encoding="utf-8", newline="")
+        for path in kept:
+            copy = shutil.copytree if path.is_dir() else shutil.copy2
+            copy(path, tmp / path.name)
+
+    atomic_replace_dir(out, fill)
+    return [out / f"{name}.ann" for name in names]
+
+
+def check_output_folder(path: Path) -> None:
+    """A :class:`DataError` when ``path`` cannot be a folder: it is a file, or lies below one."""
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "is a file" if part == path else f"lies under the file {part}"
+            raise DataError(f"{path}: not a folder ({where})")

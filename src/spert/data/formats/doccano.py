@@ -16,11 +16,13 @@ their position in the record (``"0"``, ``"1"``, ...), which is what doccano's ex
 Counting in the report: every record is a "record" (read, imported when it gives a document,
 or an error), every entity an "entity" and every relation a "relation" read; a relation to an
 entity that was not imported (an error in lenient mode) is not imported, reason "entity not
-imported".
+imported". A record without entities and relations (never annotated?) is flagged "no
+annotation", or not imported with ``skip_empty`` (``--skip-empty``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable
@@ -38,15 +40,25 @@ SUFFIXES = (".jsonl", ".json")
 
 
 def read_doccano(
-    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], report: ImportReport
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    report: ImportReport,
+    skip_empty: bool = False,
 ) -> list[CharDocument]:
-    """Documents of doccano relation extraction files (files, folders or globs)."""
+    """Documents of doccano relation extraction files (files, folders or globs). A record
+    without any entity or relation is flagged ("no annotation": doccano exports the records
+    nobody annotated that way), or with ``skip_empty`` not imported."""
     return read_json_documents(
-        paths, SUFFIXES, report, "record", lambda item, path: _read_record(item, path, report)
+        paths,
+        SUFFIXES,
+        report,
+        "record",
+        lambda item, path: _read_record(item, path, report, skip_empty),
     )
 
 
-def _read_record(item: JsonValue, path: Path, report: ImportReport) -> CharDocument | None:
+def _read_record(
+    item: JsonValue, path: Path, report: ImportReport, skip_empty: bool = False
+) -> CharDocument | None:
     source, where, record = str(path), item.where, item.value
 
     def error(kind: str, reason: str, annotation_id: str = "", detail: str = "") -> None:
@@ -73,6 +85,12 @@ def _read_record(item: JsonValue, path: Path, report: ImportReport) -> CharDocum
         if value is not None and not isinstance(value, list):
             error("record", f"bad {name}", detail=f"field {name!r} must be a list")
             return None
+    if not raw_entities and not record.get("relations"):
+        entry = ReportEntry("record", "no annotation", source, where, doc_id)
+        if skip_empty:
+            report.skip(dataclasses.replace(entry, reason="no annotation (--skip-empty)"))
+            return None
+        report.flag(entry)
     entities: list[CharEntity] = []
     known: set[str] = set()  # ids read, also of entities not imported
     for index, raw in enumerate(raw_entities or []):

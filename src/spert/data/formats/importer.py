@@ -17,9 +17,11 @@ An export (:func:`export_dataset`) turns SpERT sentences back into documents
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,13 +29,17 @@ from typing import Any
 
 from spert.config import ModelConfig, SpertConfig
 from spert.data.dataset import DataError, RelationType, Sentence, Types, read_dataset, write_dataset
-from spert.data.formats.brat import Discontinuous, read_brat, write_brat
+from spert.data.formats.brat import Discontinuous, check_output_folder, read_brat, write_brat
 from spert.data.formats.doccano import read_doccano, write_doccano
 from spert.data.formats.document import CharDocument
-from spert.data.formats.label_studio import read_label_studio, write_label_studio
+from spert.data.formats.label_studio import (
+    read_label_config,
+    read_label_studio,
+    write_label_studio,
+)
 from spert.data.formats.report import ImportReport, ReportEntry
 from spert.data.formats.segment import Unit, Words, documents_to_sentences, sentences_to_documents
-from spert.utils import atomic_write_text
+from spert.utils import atomic_replace_dir, atomic_write_text, recover_replaced_dir
 
 SPLITS = ("train", "dev", "test")
 DOCUMENTS_FILE = "documents.jsonl"
@@ -65,6 +71,20 @@ class ImportOptions:
     """Fractions of the documents in train, dev and test."""
     seed: int = SpertConfig.seed
     """Seed of the document shuffle that draws the split."""
+    symmetric: tuple[str, ...] = ()
+    """Relation types made symmetric, whatever the tools marked (the report counts, per type,
+    the relations marked symmetric; a type is otherwise symmetric when every relation is)."""
+    skip_empty: bool = False
+    """brat, doccano: documents without any annotation are not imported (else flagged)."""
+    label_config: str | None = None
+    """Label Studio: the project's labeling config, whose labels and relations are declared
+    types (kept in ``types.json`` even when no annotation uses them)."""
+    overwrite: bool = False
+    """Replace an output folder holding files an import did not write."""
+
+    def __post_init__(self) -> None:
+        if self.max_span_size < 1:
+            raise DataError(f"--max-span-size {self.max_span_size}: must be 1 or more (words)")
 
 
 #: A reader: (inputs, report, options) -> documents and the types the files declare (or None).
@@ -75,12 +95,12 @@ Reader = Callable[
 Writer = Callable[[list[CharDocument], Path, Types], Any]
 
 READERS: dict[str, Reader] = {
-    "brat": lambda inputs, report, o: read_brat(inputs, report, o.discontinuous),
+    "brat": lambda inputs, report, o: read_brat(inputs, report, o.discontinuous, o.skip_empty),
     "label-studio": lambda inputs, report, o: (
         read_label_studio(inputs, report, o.annotation),
-        None,
+        read_label_config(o.label_config) if o.label_config else None,
     ),
-    "doccano": lambda inputs, report, o: (read_doccano(inputs, report), None),
+    "doccano": lambda inputs, report, o: (read_doccano(inputs, report, o.skip_empty), None),
 }
 WRITERS: dict[str, Writer] = {
     "brat": lambda documents, out, types: write_brat(documents, out, types),
@@ -142,14 +162,21 @@ def split_documents(
 
 
 def collect_types(
-    declared: Types | None, documents: Iterable[CharDocument], report: ImportReport
+    declared: Types | None,
+    documents: Iterable[CharDocument],
+    report: ImportReport,
+    symmetric: Sequence[str] = (),
 ) -> Types:
     """The declared types, then the types used in ``documents`` that are not declared (in
     order of first use; flagged when others are declared). An undeclared relation type is
-    symmetric if every relation of it is."""
+    symmetric if every relation of it is, a type in ``symmetric`` in any case (its relations
+    are then marked symmetric); ``report.symmetry`` counts, per type with a relation marked
+    symmetric, how many were."""
+    documents = list(documents)
     entity_types = list(declared.entities) if declared else []
     relation_types = {r.name: r for r in declared.relations} if declared else {}
-    undeclared: dict[str, bool] = {}
+    read: Counter[str] = Counter()
+    marked: Counter[str] = Counter()
     for doc in documents:
         for e in doc.entities:
             if e.type not in entity_types:
@@ -157,15 +184,32 @@ def collect_types(
                 if declared:
                     report.flag(_undeclared(doc, "entity", e.id, e.type))
         for r in doc.relations:
-            if r.type not in relation_types:
-                if r.type not in undeclared and declared:
-                    report.flag(_undeclared(doc, "relation", r.id, r.type))
-                undeclared[r.type] = undeclared.get(r.type, True) and r.symmetric
-    relations = list(relation_types.values())
-    relations += [RelationType(name, symmetric) for name, symmetric in undeclared.items()]
+            if r.type not in relation_types and r.type not in read and declared:
+                report.flag(_undeclared(doc, "relation", r.id, r.type))
+            read[r.type] += 1
+            marked[r.type] += r.symmetric
+    for name in read:
+        if name not in relation_types:
+            relation_types[name] = RelationType(name, marked[name] == read[name])
+    for name in symmetric:
+        if name not in relation_types:
+            raise DataError(f"--symmetric {name}: no relation type {name} was read or declared")
+        relation_types[name] = dataclasses.replace(relation_types[name], symmetric=True)
+    for doc in documents:
+        doc.relations = [
+            dataclasses.replace(r, symmetric=True) if r.type in symmetric else r
+            for r in doc.relations
+        ]
+    for name, r in relation_types.items():
+        if marked[name] or r.symmetric:
+            report.symmetry[name] = {
+                "relations": read[name],
+                "marked_symmetric": marked[name],
+                "symmetric": r.symmetric,
+            }
     if not entity_types:
         raise DataError("no entity type: neither declared nor used by any entity read")
-    return Types(tuple(entity_types), tuple(relations))
+    return Types(tuple(entity_types), tuple(relation_types.values()))
 
 
 def _undeclared(doc: CharDocument, kind: str, ident: str, name: str) -> ReportEntry:
@@ -173,19 +217,33 @@ def _undeclared(doc: CharDocument, kind: str, ident: str, name: str) -> ReportEn
     return ReportEntry(kind, "type not declared", doc.source, where, ident, name, name)
 
 
-def _unique_ids(documents: list[CharDocument], report: ImportReport) -> None:
-    """Give documents that share an id a suffix (sentences of a document are found by id)."""
+def _unique_ids(
+    documents: list[CharDocument], report: ImportReport, split_of: Mapping[int, str] | None = None
+) -> None:
+    """Give documents that share an id a suffix (sentences of a document are found by id).
+    With ``split_of`` (document ``id()`` -> split), the same document (its text) in two splits
+    is flagged as a "split leak": it would be trained and evaluated on."""
     seen: set[str] = set()
+    first_split: dict[str, str] = {}  # text -> split of its first document
     for doc in documents:
+        split = split_of.get(id(doc)) if split_of else None
+        leak = split is not None and first_split.setdefault(doc.text, split) != split
+        new_id = doc.id
         if doc.id in seen:
-            new_id, n = doc.id, 1
+            n = 1
             while new_id in seen:
                 n += 1
                 new_id = f"{doc.id}-{n}"
+        if leak:
+            detail = f"the same text is in {first_split[doc.text]} and {split}" + (
+                f"; id renamed {new_id}" if new_id != doc.id else ""
+            )
+            report.flag(ReportEntry("document", "split leak", doc.source, split, doc.id, detail))
+        elif new_id != doc.id:
             report.flag(
                 ReportEntry("document", "id renamed", doc.source, "document", doc.id, new_id)
             )
-            doc.id = new_id
+        doc.id = new_id
         seen.add(doc.id)
 
 
@@ -202,6 +260,9 @@ def import_documents(
     (``{"train": [...], "dev": [...], "test": [...]}``, kept as given) names the files."""
     if fmt not in READERS:
         raise DataError(f"unknown format {fmt!r}; one of {', '.join(READERS)}")
+    out = Path(out_dir)
+    check_output_folder(out)
+    _check_dataset_folder(out, options.overwrite)
     read = READERS[fmt]
     report = ImportReport(lenient=options.lenient)
     declared: Types | None = None
@@ -214,7 +275,8 @@ def import_documents(
             docs, found = read(list(paths), report, options) if paths else ([], None)
             documents[name] = docs
             declared = _merge_types(declared, found)
-        _unique_ids([d for name in SPLITS for d in documents[name]], report)
+        split_of = {id(d): name for name in SPLITS for d in documents[name]}
+        _unique_ids([d for name in SPLITS for d in documents[name]], report, split_of)
     else:
         if not inputs:
             raise DataError("no input: give INPUT files, folders or globs")
@@ -222,7 +284,9 @@ def import_documents(
         _unique_ids(docs, report)
         documents = split_documents(docs, options.split, options.seed)
     all_documents = [d for name in SPLITS for d in documents[name]]
-    types = collect_types(declared, all_documents, report)
+    if not any(d.entities for d in all_documents) and not (declared and all_documents):
+        _nothing_imported(report, out, fmt, options, inputs or split_inputs)
+    types = collect_types(declared, all_documents, report, options.symmetric)
     sentences = {
         name: documents_to_sentences(
             documents[name],
@@ -235,8 +299,74 @@ def import_documents(
         for name in SPLITS
     }
     result = ImportResult(sentences, documents, types, report)
-    _write(result, Path(out_dir), fmt, options)
+    atomic_replace_dir(out, lambda tmp: _write(result, tmp, fmt, options))
+    result.files = {name: out / path.name for name, path in result.files.items()}
     return result
+
+
+#: The files an import writes into its folder (another file there is not replaced silently).
+DATASET_FILES = (
+    *(f"{name}.json" for name in SPLITS),
+    TYPES_FILE,
+    DOCUMENTS_FILE,
+    f"{REPORT_FILE}.json",
+    f"{REPORT_FILE}.md",
+)
+
+
+def _check_dataset_folder(out: Path, overwrite: bool) -> None:
+    """A :class:`DataError` when ``out`` holds files an import did not write (the import
+    replaces the whole folder), unless ``overwrite``."""
+    recover_replaced_dir(out)
+    if overwrite or not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in DATASET_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise DataError(
+            f"{out}: holds files an import did not write ({shown}); the import replaces the "
+            "whole folder: give another --out, or --overwrite to replace it with them"
+        )
+
+
+def failed_report_path(out: Path) -> Path:
+    """Where the report of an import that imported nothing goes: beside the folder, which is
+    left as it was (``OUT.import_report.md``, and ``.json``)."""
+    return out.with_name(f"{out.name}.{REPORT_FILE}.md")
+
+
+def _nothing_imported(
+    report: ImportReport, out: Path, fmt: str, options: ImportOptions, inputs: Any
+) -> None:
+    """Raise the error of an import without any entity: what was read, from which files, why
+    nothing was imported; the report is written beside ``out``."""
+    files = sorted({e.source for e in report.entries + report.flags if e.source})
+    named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if not named:
+        named = ", ".join(
+            str(i) for i in (inputs.values() if isinstance(inputs, Mapping) else inputs)
+        )
+    counts = []
+    for kind, t in report.totals().items():
+        lost = ", ".join(f"{n} {reason}" for reason, n in t["not_imported"].items())
+        counts.append(
+            f"{kind}: {t['read']} read, {t['imported']} imported" + (f" ({lost})" if lost else "")
+        )
+    first = report.entries[0] if report.entries else None
+    why = f"; first: {first}" if first is not None else ""
+    path = failed_report_path(out)
+    record = {"format": fmt, "options": asdict(options), "imported": None, **report.to_dict()}
+    atomic_write_text(
+        path.with_suffix(".json"), json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    )
+    atomic_write_text(path, report.to_markdown("Import report: nothing imported"))
+    raise DataError(
+        f"nothing imported from {named}: no entity in what was read "
+        f"({'; '.join(counts) or 'nothing read'})"
+        f"{why}; nothing written to {out}; the report: {path}"
+    )
 
 
 def _merge_types(a: Types | None, b: Types | None) -> Types | None:
@@ -248,7 +378,7 @@ def _merge_types(a: Types | None, b: Types | None) -> Types | None:
 
 
 def _write(result: ImportResult, out: Path, fmt: str, options: ImportOptions) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the dataset files into the (new, empty) folder ``out``."""
     for name in SPLITS:
         result.files[name] = out / f"{name}.json"
         write_dataset(result.files[name], result.sentences[name])
@@ -313,14 +443,34 @@ def export_dataset(
     out: str | os.PathLike[str],
     types: Types,
     texts: Mapping[str, str] | None = None,
+    overwrite: bool = False,
 ) -> list[CharDocument]:
     """Write the sentences of the dataset files ``data`` as documents in a tool's format
-    (brat: a folder; Label Studio, doccano: a file). Returns the documents written."""
+    (brat: a folder, swapped in whole; Label Studio, doccano: a file, renamed in). A brat
+    folder holding other documents is refused unless ``overwrite``. Returns the documents
+    written."""
     if fmt not in WRITERS:
         raise DataError(f"unknown format {fmt!r}; one of {', '.join(WRITERS)}")
+    out = Path(out)
+    if fmt == "brat":
+        check_output_folder(out)
+    else:
+        _check_output_file(out)
     sentences: list[Sentence] = []
     for path in data:
         sentences.extend(read_dataset(path, types))
     documents = sentences_to_documents(sentences, texts, types)
-    WRITERS[fmt](documents, Path(out), types)
+    if fmt == "brat":
+        write_brat(documents, out, types, overwrite)
+    else:
+        WRITERS[fmt](documents, out, types)
     return documents
+
+
+def _check_output_file(path: Path) -> None:
+    """A :class:`DataError` when ``path`` cannot be written as a file."""
+    if path.is_dir():
+        raise DataError(f"{path}: a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"{path}: not a folder above it ({parent} is a file)")

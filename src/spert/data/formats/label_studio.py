@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,39 @@ DOC_ID_FIELD = "doc_id"
 LABELS_NAME = "label"
 TEXT_NAME = "text"
 DIRECTIONS = ("right", "left", "bi")
+#: Why a task's predictions (or annotations) are numbers, and what to export instead.
+IDS_ONLY = (
+    "the export holds {kind} ids, not the {kind}s: Label Studio's standard JSON export writes "
+    "prediction ids only; export a snapshot with the predictions in full (API: POST "
+    '/api/projects/ID/exports with serialization_options {{"predictions": {{"only_id": '
+    "false}}}}, then GET /api/projects/ID/exports/EXPORT_ID/download) and import that file"
+)
 #: File suffixes read from a folder given as input.
 SUFFIXES = (".json", ".jsonl")
+
+
+def read_label_config(path: str | os.PathLike[str]) -> Types:
+    """The types a labeling config declares: ``<Label value>`` of its ``<Labels>`` (entity
+    types) and ``<Relation value>`` of its ``<Relations>`` (relation types, directed)."""
+    try:
+        root = ET.fromstring(Path(path).read_bytes())
+    except (OSError, ET.ParseError) as e:
+        raise FormatError(f"{path}: not a labeling config ({e})") from None
+    entities: list[str] = []
+    relations: list[RelationType] = []
+    for labels in root.iter("Labels"):
+        for label in labels.iter("Label"):
+            name = label.get("value")
+            if name and name not in entities:
+                entities.append(name)
+    for group in root.iter("Relations"):
+        for relation in group.iter("Relation"):
+            name = relation.get("value")
+            if name and name not in {r.name for r in relations}:
+                relations.append(RelationType(name))
+    if not entities:
+        raise FormatError(f"{path}: the labeling config declares no <Labels> with a <Label>")
+    return Types(tuple(entities), tuple(relations))
 
 
 def check_annotation_choice(annotation: str) -> str:
@@ -146,12 +178,16 @@ class _TaskReader:
         eligible: list[dict[str, Any]] = []
         for candidate in candidates:
             self.report.count_read(kind)
-            if not isinstance(candidate, dict):
+            if _is_int(candidate) or isinstance(candidate, str):
+                self.error(kind, "ids only", candidate, IDS_ONLY.format(kind=kind))
+            elif not isinstance(candidate, dict):
                 self.error(kind, "not an object", detail=f"an {kind} must be a JSON object")
             elif candidate.get("was_cancelled") is True:
                 self.report.skip(self.entry(kind, "cancelled", candidate.get("id", "")))
             elif annotation.startswith("annotator:") and not _by(candidate, annotation[10:]):
-                self.report.skip(self.entry(kind, "other annotator", candidate.get("id", "")))
+                who = _annotator(candidate)
+                entry = self.entry(kind, "other annotator", candidate.get("id", ""), f"by {who}")
+                self.report.skip(entry)
             else:
                 eligible.append(candidate)
         if not eligible:
@@ -191,12 +227,20 @@ class _TaskReader:
         text: str = data[key]
         entities: list[CharEntity] = []
         region_entity: dict[str, str | None] = {}  # region id -> its first entity id (or None)
+        region_span: dict[str, Any] = {}  # region id -> its offsets (two results, one region)
+        ambiguous: set[str] = set()  # ids of two regions with different offsets
         taken: set[str] = set()
         relations_raw: list[tuple[int, dict[str, Any]]] = []
         for index, result in enumerate(results):
             kind = result.get("type") if isinstance(result, dict) else None
             if kind == "labels":
                 region_id = str(result.get("id", f"result{index}"))
+                value = result.get("value")
+                span = (value.get("start"), value.get("end")) if isinstance(value, dict) else None
+                if region_span.setdefault(region_id, span) != span:
+                    self.duplicate_region(result, region_id, region_span[region_id])
+                    ambiguous.add(region_id)
+                    continue
                 new = self.entities(result, region_id, text, key, taken)
                 entities.extend(new)
                 if region_id not in region_entity or region_entity[region_id] is None:
@@ -211,8 +255,18 @@ class _TaskReader:
         relations: list[CharRelation] = []
         relation_ids: set[str] = set()
         for index, result in relations_raw:
-            relations.extend(self.relations(result, index, region_entity, relation_ids))
+            relations.extend(self.relations(result, index, region_entity, relation_ids, ambiguous))
         return CharDocument(doc_id, text, entities, relations, self.source)
+
+    def duplicate_region(self, result: dict[str, Any], region_id: str, first: Any) -> None:
+        """A second region with the id of another one, at other offsets: not imported (an
+        error); relations naming the id are not imported either (which region is meant?)."""
+        labels = result["value"].get("labels") if isinstance(result["value"], dict) else None
+        n = len(labels) if isinstance(labels, list) and labels else 1
+        self.report.count_read("entity", n)
+        detail = f"another region with id {region_id} has offsets {first}"
+        for _ in range(n):
+            self.error("entity", "duplicate region id", region_id, detail)
 
     def entities(
         self, result: dict[str, Any], region_id: str, text: str, key: str, taken: set[str]
@@ -282,6 +336,13 @@ class _TaskReader:
                 f"offsets {start}-{end} are not a span of the text ({len(text)} characters)",
             )
             return None
+        if surface is None and _outside_bmp(text):
+            detail = (
+                "the text has characters outside the BMP (emoji, ...) and the region no "
+                "'value.text' to check its offsets against: offsets in UTF-16 units, as older "
+                "Label Studio versions wrote them, would shift this span"
+            )
+            self.report.flag(self.entry("entity", "offsets unchecked", region_id, detail))
         return start, end
 
     def relations(
@@ -290,6 +351,7 @@ class _TaskReader:
         index: int,
         region_entity: dict[str, str | None],
         taken: set[str],
+        ambiguous: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> list[CharRelation]:
         labels = result.get("labels") or [UNLABELED_RELATION]
         base = str(result.get("id", f"{result.get('from_id')}>{result.get('to_id')}"))
@@ -313,6 +375,12 @@ class _TaskReader:
             for _ in labels:
                 self.error("relation", problem[0], base, problem[1])
             return []
+        if any(e in ambiguous for e in ends):
+            detail = f"two regions have the id {next(e for e in ends if e in ambiguous)}"
+            for label in labels:
+                entry = self.entry("relation", "ambiguous region id", base, detail, str(label))
+                self.report.skip(entry)
+            return []
         head, tail = (region_entity[e] for e in ends)
         if head is None or tail is None:
             for label in labels:
@@ -330,6 +398,14 @@ class _TaskReader:
             relation_id = _unique(base if len(labels) == 1 else f"{base}:{label}", taken)
             relations.append(CharRelation(relation_id, label, head, tail, direction == "bi", score))
         return relations
+
+
+def _annotator(annotation: dict[str, Any]) -> str:
+    """Who made ``annotation``, as ``--annotation annotator:`` takes it (email, else id)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        return str(who.get("email") or who.get("id"))
+    return str(who)
 
 
 def _by(annotation: dict[str, Any], annotator: str) -> bool:
@@ -358,11 +434,15 @@ def _slice_matches(text: str, value: dict[str, Any]) -> bool:
     return _is_int(start) and _is_int(end) and (surface is None or text[start:end] == surface)
 
 
+def _outside_bmp(text: str) -> bool:
+    return any(ord(c) >= 0x10000 for c in text)
+
+
 def _from_utf16(text: str, start: int, end: int) -> tuple[int, int] | None:
     """UTF-16 code unit offsets (JavaScript string indices) as code point offsets, when the
     text has characters outside the Basic Multilingual Plane and the offsets fall between
     characters; else None."""
-    if all(ord(c) < 0x10000 for c in text):
+    if not _outside_bmp(text):
         return None
     to_code_point: dict[int, int] = {}
     units = 0

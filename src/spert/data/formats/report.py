@@ -50,6 +50,9 @@ class ImportReport:
         self.flagged: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.entries: list[ReportEntry] = []
         self.flags: list[ReportEntry] = []
+        #: Per relation type: relations read, how many marked symmetric, and whether the type is
+        #: symmetric in the types written (see ``spert import --symmetric``).
+        self.symmetry: dict[str, dict[str, Any]] = {}
 
     def count_read(self, kind: str, n: int = 1) -> None:
         self.read[kind] += n
@@ -80,7 +83,7 @@ class ImportReport:
                 entry.source,
                 entry.where,
                 entry.annotation_id,
-                entry.detail or entry.reason,
+                f"{entry.reason}: {entry.detail}" if entry.detail else entry.reason,
                 entry.type,
             )
         )
@@ -131,6 +134,7 @@ class ImportReport:
             self.flagged[kind].update(counts)
         self.entries.extend(other.entries)
         self.flags.extend(other.flags)
+        self.symmetry.update(other.symmetry)
 
     def to_markdown(self, title: str = "Import report") -> str:
         """The report for people: totals per kind, per type, then every entry."""
@@ -161,6 +165,13 @@ class ImportReport:
                 lines.append(
                     _row([name, counts.get("imported", 0), *(counts.get(c, 0) for c in columns)])
                 )
+        if self.symmetry:
+            lines += ["", "## Relation symmetry", ""]
+            lines += [_row(["type", "marked symmetric", "symmetric in types.json"])]
+            lines += [_row(["---"] * 3)]
+            for name, s in sorted(self.symmetry.items()):
+                marked = f"{s['marked_symmetric']} of {s['relations']}"
+                lines.append(_row([name, marked, "yes" if s["symmetric"] else "no"]))
         for heading, entries in (("Not imported", self.entries), ("Flagged", self.flags)):
             lines += ["", f"## {heading} ({len(entries)})", ""]
             lines += [f"- {entry}" for entry in entries] or ["(none)"]
@@ -173,6 +184,7 @@ class ImportReport:
             "by_type": self.by_type(),
             "not_imported": [asdict(e) for e in self.entries],
             "flagged": [asdict(e) for e in self.flags],
+            "symmetry": dict(sorted(self.symmetry.items())),
         }
 
 

@@ -29,8 +29,6 @@ LABEL_COLORS = (
     "#17becf",
 )
 
-_WHITESPACE = re.compile(r"\s*")
-
 
 def label_color(index: int) -> str:
     """The background color of the ``index``-th label (the palette repeats)."""
@@ -61,18 +59,16 @@ class JsonValue:
 
 
 def read_text(path: Path, report: ImportReport) -> str | None:
-    """The file's UTF-8 text (a BOM dropped), counted as a "file" read and imported; None,
-    reported as a "file" error, if it is not UTF-8 (lenient mode; otherwise the error raises)."""
+    """The file's UTF-8 text (a BOM dropped), counted as a "file" read; None, reported as a
+    "file" error, if it is not UTF-8 (lenient mode; otherwise the error raises)."""
     report.count_read("file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         report.error(
             ReportEntry("file", "not UTF-8", str(path), f"byte {e.start}", "", "not UTF-8 text")
         )
         return None
-    report.count_imported("file")
-    return text
 
 
 def read_json_documents(
@@ -84,18 +80,25 @@ def read_json_documents(
 ) -> list[CharDocument]:
     """The documents of JSON files (see :func:`input_files`): every JSON value is a ``kind``
     read (a Label Studio "task", a doccano "record"), imported when ``read_one`` makes it a
-    document."""
+    document. A file is a "file" imported when it holds a value, else not imported
+    ("empty")."""
     documents: list[CharDocument] = []
     for path in input_files(paths, suffixes):
         text = read_text(path, report)
         if text is None:
             continue
+        read_before = report.read[kind]
         for item in iter_json_values(path, text, report, kind):
             report.count_read(kind)
             document = read_one(item, path)
             if document is not None:
                 report.count_imported(kind)
                 documents.append(document)
+        if report.read[kind] > read_before:
+            report.count_imported("file")  # it held something (perhaps only invalid JSON)
+        else:
+            what = "an empty list" if text.strip() == "[]" else "no JSON value"
+            report.skip(ReportEntry("file", "empty", str(path), "file", "", f"{what}, no {kind}"))
     return documents
 
 
@@ -105,46 +108,126 @@ def iter_json_values(
     """The JSON values of ``text``: a JSON list (its elements), one object, JSON Lines, or
     several pretty-printed objects one after the other, in order.
 
-    Invalid JSON is an error of ``kind`` (one more of them read) naming line and column; in
-    lenient mode it is reported and reading resumes at the next line that starts a value
-    (``{`` or ``[`` in the first column), so one bad JSON Lines record loses only itself.
+    Invalid JSON is an error of ``kind`` (one more of them read) naming the line where the
+    broken value starts; in lenient mode it is reported and reading resumes at the next line
+    that starts a value (``{`` or ``[``) at the broken value's indentation or less, so that one
+    bad record (a JSON Lines line, an element of a list written one per line or
+    pretty-printed) loses only itself, never the record after it. A list that is not valid as
+    a whole is read element by element. Nesting too deep for the parser, and integers too long
+    to convert, are invalid JSON too. Invalid text between records (a stray comma or
+    bracket, an unclosed list) is a "stray text" error: nothing of a record is lost there.
     """
-    decoder = json.JSONDecoder()
-    record = 0
-    pos = _WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]
-    while pos < len(text):
-        line = text.count("\n", 0, pos) + 1
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            record += 1
-            report.count_read(kind)
-            report.error(
-                ReportEntry(
-                    kind,
-                    "invalid JSON",
-                    str(path),
-                    f"record {record} (line {e.lineno}, column {e.colno})",
-                    "",
-                    f"invalid JSON: {e.msg}",
-                )
+    state = _JsonScan(path, text, report, kind)
+    yield from state.values()
+
+
+class _JsonScan:
+    """The state of :func:`iter_json_values`: position, record number, list recovery."""
+
+    def __init__(self, path: Path, text: str, report: ImportReport, kind: str) -> None:
+        self.path, self.text, self.report, self.kind = path, text, report, kind
+        self.decoder = json.JSONDecoder()
+        self.record = 0
+
+    def skip_space(self, pos: int, separators: str = "") -> int:
+        text = self.text
+        while pos < len(text) and (text[pos].isspace() or text[pos] in separators):
+            pos += 1
+        return pos
+
+    def line_of(self, pos: int) -> int:
+        return self.text.count("\n", 0, pos) + 1
+
+    def values(self) -> Iterator[JsonValue]:
+        text = self.text
+        pos = self.skip_space(0)
+        in_list = False  # reading the elements of a list that failed as a whole
+        while pos < len(text):
+            if in_list and text[pos] == "]":
+                in_list = False
+                pos = self.skip_space(pos + 1)
+                continue
+            line = self.line_of(pos)
+            try:
+                value, end = self.decoder.raw_decode(text, pos)
+            except (json.JSONDecodeError, RecursionError, ValueError) as e:
+                if not in_list and text[pos] == "[" and self._elements_follow(pos):
+                    in_list = True
+                    pos = self.skip_space(pos + 1)
+                    continue
+                resume = self._next_value_start(pos)
+                if text[pos] in "{[":
+                    self.record += 1
+                    self.report.count_read(self.kind)
+                    where, detail = self._describe(e, pos, resume, line)
+                    self.report.error(
+                        ReportEntry(self.kind, "invalid JSON", str(self.path), where, "", detail)
+                    )
+                else:
+                    self.stray(pos, f"{text[pos : pos + 12]!r} where a {self.kind} should start")
+                pos = resume
+                continue
+            for element in value if isinstance(value, list) else [value]:
+                self.record += 1
+                yield JsonValue(element, self.record, line)
+            pos = self.skip_space(end)
+            if in_list and pos < len(text):
+                if text[pos] == ",":
+                    pos = self.skip_space(pos + 1)
+                    if pos < len(text) and text[pos] == "]":
+                        self.stray(pos, "a comma before the end of the list")
+                elif text[pos] != "]":
+                    self.stray(pos, "no comma between two elements of the list")
+        if in_list:
+            self.stray(len(text), "the list is not closed: the file ends inside it")
+
+    def stray(self, pos: int, detail: str) -> None:
+        """Invalid JSON between records (a separator missing or too many): a "stray text"
+        read and reported, so that strict mode fails on it and lenient mode lists it."""
+        self.report.count_read("stray text")
+        where = f"line {self.line_of(min(pos, len(self.text)))}"
+        self.report.error(
+            ReportEntry("stray text", "invalid JSON", str(self.path), where, "", detail)
+        )
+
+    def _elements_follow(self, pos: int) -> bool:
+        """Whether the list at ``pos`` starts with an object or list (records to recover)."""
+        first = self.skip_space(pos + 1)
+        return first < len(self.text) and self.text[first] in "{["
+
+    def _indent(self, pos: int) -> int | None:
+        """The indentation of the line of ``pos`` when only whitespace precedes ``pos`` on it."""
+        line_start = self.text.rfind("\n", 0, pos) + 1
+        before = self.text[line_start:pos]
+        return len(before) if not before.strip() else None
+
+    def _next_value_start(self, pos: int) -> int:
+        """Where the value after the broken one at ``pos`` starts: the first later line that
+        starts with ``{`` or ``[`` indented no deeper than the broken value."""
+        indent = self._indent(pos)
+        limit = "" if indent is None else f"{{0,{indent}}}"
+        pattern = re.compile(rf"^[ \t]{limit or '*'}[\[{{]", re.MULTILINE)
+        line_end = self.text.find("\n", pos)
+        if line_end < 0:
+            return len(self.text)
+        match = pattern.search(self.text, line_end + 1)
+        return match.end() - 1 if match else len(self.text)
+
+    def _describe(self, error: Exception, pos: int, resume: int, line: int) -> tuple[str, str]:
+        """Where the broken record is (the error's line and column when it lies in the record,
+        else the line where the record starts) and what is wrong."""
+        record = f"record {self.record}"
+        if isinstance(error, RecursionError):
+            return f"{record} (line {line})", "invalid JSON: nested too deeply to read"
+        if not isinstance(error, json.JSONDecodeError):  # int(): more digits than allowed
+            return f"{record} (line {line})", f"invalid JSON: {str(error).split(';')[0]}"
+        if error.pos >= resume > pos:
+            return f"{record} (line {line})", (
+                f"invalid JSON: the record is incomplete ({error.msg} at line {error.lineno}, "
+                "where the next record starts)"
             )
-            pos = _next_value_start(text, max(e.pos, pos) + 1)
-            continue
-        if isinstance(value, list):
-            for element in value:
-                record += 1
-                yield JsonValue(element, record, line)
-        else:
-            record += 1
-            yield JsonValue(value, record, line)
-        pos = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
-
-
-def _next_value_start(text: str, pos: int) -> int:
-    """The first position at or after ``pos`` where a line starts with ``{`` or ``[``."""
-    match = re.compile(r"^[\[{]", re.MULTILINE).search(text, pos)
-    return match.start() if match else len(text)
+        where = f"{record} (line {error.lineno}, column {error.colno})"
+        return where, f"invalid JSON: {error.msg}"
 
 
 def optional_score(raw: Any) -> float | None:
