@@ -230,6 +230,7 @@ class GraphStore:
 NODE_FIELDS = ("id", "type", "name", "aliases", "alias_counts", "mentions", "documents")
 EDGE_FIELDS = ("id", "head", "type", "tail", "mentions", "documents", "confidence", "max_score")
 EVIDENCE_FIELDS = (
+    "id",
     "edge",
     "doc",
     "sentence",
