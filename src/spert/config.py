@@ -352,6 +352,8 @@ class GraphConfig:
     person_types: tuple[str, ...] = ("Peop", "Person", "PER", "People")
     #: Documents written to the store at once while building (bounds the memory of a build).
     batch_documents: int = 2000
+    #: LadybugDB's page cache while building, in MiB (its default would take most of the RAM).
+    buffer_pool_mb: int = 512
     #: The HTML view shows at most this many edges (the most confident) ...
     view_max_edges: int = 400
     #: ... each with at most this many evidence sentences (the highest scores).

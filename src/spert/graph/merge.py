@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 from spert.data import DataError
 from spert.results import Document
@@ -47,6 +48,7 @@ def _strip_punctuation(text: str) -> str:
     return text[start:end]
 
 
+@lru_cache(maxsize=1 << 16)  # names repeat across a corpus
 def normalize_name(text: str) -> str:
     """The name under which mentions merge (with the same type).
 

@@ -145,13 +145,14 @@ class GraphStore:
     Use it as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], config: GraphConfig | None = None) -> None:
         lb = _require_ladybug()
+        pool = (config or GraphConfig()).buffer_pool_mb * 2**20
         self.path = Path(path)
         self.meta = read_meta(self.path)
         db_path = self.path / self.meta["database"]
         try:
-            self._db = lb.Database(str(db_path), read_only=True)
+            self._db = lb.Database(str(db_path), read_only=True, buffer_pool_size=pool)
             self._conn = lb.Connection(self._db)
         except RuntimeError as e:
             raise GraphError(f"{self.path}: cannot open the database: {_first_line(e)}") from None
@@ -293,7 +294,7 @@ def build_graph(
     try:
         if old_meta is not None:
             shutil.copyfile(folder / old_meta["database"], new_path)
-        db = lb.Database(str(new_path))
+        db = lb.Database(str(new_path), buffer_pool_size=config.buffer_pool_mb * 2**20)
         builder = _Builder(db, lb.Connection(db), fresh=old_meta is None)
         summary = builder.add(documents, frozenset(symmetric_all), config, progress)
         builder.recompute_graph()
