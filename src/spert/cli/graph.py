@@ -21,7 +21,7 @@ from spert.graph.query import QUERY_FORMATS, format_result
 from spert.graph.source import SourceDocument, documents_with_ids, read_extractions
 from spert.graph.store import BuildSummary, GraphStore, build_graph
 from spert.graph.view import write_graph_view
-from spert.model.directory import read_meta
+from spert.model.directory import find_model_dir, read_meta
 from spert.runtime.io import guess_input_format, open_input, read_inputs
 from spert.utils import atomic_write_text, sigterm_as_interrupt
 
@@ -32,7 +32,7 @@ def _symmetric(args: argparse.Namespace) -> set[str]:
     if getattr(args, "types", None):
         found |= read_types(args.types).symmetric
     if getattr(args, "model", None):
-        found |= read_meta(args.model)[1].symmetric
+        found |= read_meta(find_model_dir(args.model))[1].symmetric
     return found
 
 
