@@ -6,6 +6,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from spert.graph.source import documents_with_ids
+from spert.graph.store import GraphStore, build_graph
 from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
 
 #: (sentence text, [(surface, type)], [(head, tail, type, score)]); surfaces are found left to
@@ -79,3 +83,12 @@ CORPUS = [
         ],
     ),
 ]
+
+
+def open_corpus_store(tmp_path_factory):
+    """The store of CORPUS (Spouse symmetric), open."""
+    pytest.importorskip("ladybug")
+    path = tmp_path_factory.mktemp("kg") / "kg"
+    build_graph(path, documents_with_ids(CORPUS), symmetric={"Spouse"}, progress=False)
+    with GraphStore(path) as opened:
+        yield opened

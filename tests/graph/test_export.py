@@ -8,21 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
-from graph_docs import CORPUS
+from graph_docs import open_corpus_store
 
 from spert.graph.export import export_graph
-from spert.graph.source import documents_with_ids
-from spert.graph.store import GraphError, GraphStore, build_graph
+from spert.graph.store import GraphError, GraphStore
 
 pytest.importorskip("ladybug")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kg") / "kg"
-    build_graph(path, documents_with_ids(CORPUS), symmetric={"Spouse"}, progress=False)
-    with GraphStore(path) as opened:
-        yield opened
+    yield from open_corpus_store(tmp_path_factory)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from graph_docs import CORPUS
+from conftest import chromium
+from graph_docs import open_corpus_store
 
 from spert.config import GraphConfig
-from spert.graph.source import documents_with_ids
-from spert.graph.store import GraphStore, build_graph
+from spert.graph.store import GraphStore
 from spert.graph.view import graph_view_data, write_graph_view
 
 pytest.importorskip("ladybug")
@@ -38,10 +36,7 @@ class Elements(HTMLParser):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kg") / "kg"
-    build_graph(path, documents_with_ids(CORPUS), symmetric={"Spouse"}, progress=False)
-    with GraphStore(path) as opened:
-        yield opened
+    yield from open_corpus_store(tmp_path_factory)
 
 
 def test_data_and_filters(store: GraphStore) -> None:
@@ -70,25 +65,6 @@ def test_page_is_self_contained(store: GraphStore, tmp_path: Path) -> None:
         r'<script type="application/json" id="graph-data">(.*?)</script>', html, re.S
     )
     assert json.loads(payload.group(1))["stats"]["nodes"] == 6
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.skip("no chromium binary (Debian package 'chromium')")
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
 
 
 def test_browser_draws_the_graph_and_shows_evidence(store: GraphStore, tmp_path: Path) -> None:
