@@ -124,3 +124,19 @@ def test_eval(tmp_path: Path, capsys) -> None:
     assert "triples: precision 1.0000  recall 1.0000  F1 1.0000  (375 of 375" in out
     assert (tmp_path / "pr.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((tmp_path / "m.json").read_text())["gold_graph"]["edges"] == 375
+
+
+def test_build_extracts_raw_text_with_a_model(tmp_path: Path, types, tiny_config, capsys) -> None:
+    from spert.runtime.predictor import SpERT
+
+    model_dir = tmp_path / "model"
+    SpERT.create(types, tiny_config, "cpu").save(model_dir)
+    texts = tmp_path / "news.txt"
+    texts.write_text("Mary works for Acme Corp in Boston .\n\nJohn lives in Paris .\n")
+    kg = tmp_path / "kg"
+    run(["build", "--model", str(model_dir), "--text", str(texts), "--out", str(kg), "--quiet"])
+    assert "read 2 documents" in capsys.readouterr().out
+    meta = json.loads((kg / "meta.json").read_text())
+    assert meta["symmetric"] == ["Spouse"]  # from the model's types
+    run(["query", str(kg), "MATCH (d:Document) RETURN d.id ORDER BY d.id", "--format", "json"])
+    assert [r["d.id"] for r in json.loads(capsys.readouterr().out)] == ["news.txt:1", "news.txt:3"]

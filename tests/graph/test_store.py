@@ -163,6 +163,10 @@ def test_a_failed_build_leaves_the_previous_store(tmp_path: Path, error: BaseExc
         )
     assert sorted(p.name for p in kg.iterdir()) == files  # no stray copy left
     assert snapshot(kg) == before
+    # A copy left by a killed build is removed by the next build.
+    (kg / "graph-0123456789ab.lbug").write_bytes(b"partial")
+    build(kg, more[:1])
+    assert sorted(p.name for p in kg.iterdir()) != files and len(list(kg.iterdir())) == 2
     # A failed first build leaves no store.
     with pytest.raises(type(error)):
         build_graph(tmp_path / "new", failing(more, 1, error), progress=False)

@@ -284,7 +284,7 @@ def build_graph(
     folder = Path(out)
     started = time.perf_counter()
     old_meta = read_meta(folder) if (folder / META_FILE).exists() else None
-    if old_meta is None and folder.exists() and any(folder.iterdir()):
+    if old_meta is None and folder.exists() and any(_foreign_files(folder)):
         raise GraphError(f"{folder}: exists and is not a graph store (refusing to write into it)")
     folder.mkdir(parents=True, exist_ok=True)
     symmetric_all = sorted(set(symmetric) | set(old_meta["symmetric"] if old_meta else ()))
@@ -317,11 +317,21 @@ def build_graph(
             builder.close()
         _remove_database(new_path)
         raise
-    if old_meta is not None:
-        _remove_database(folder / old_meta["database"])
+    # The old database, and copies left by builds that were killed (SIGKILL, power loss).
+    for stale in {p.name.split(".lbug")[0] for p in folder.glob(_DATABASE_GLOB)}:
+        if stale + ".lbug" != new_name:
+            _remove_database(folder / (stale + ".lbug"))
     summary.stats = stats
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+_DATABASE_GLOB = "graph-*.lbug*"
+
+
+def _foreign_files(folder: Path) -> list[Path]:
+    """Files in ``folder`` that a build did not make (a store's folder holds no others)."""
+    return [p for p in folder.iterdir() if not p.match(_DATABASE_GLOB) and p.name != META_FILE]
 
 
 def _remove_database(path: Path) -> None:
