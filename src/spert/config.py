@@ -352,8 +352,10 @@ class GraphConfig:
     person_types: tuple[str, ...] = ("Peop", "Person", "PER", "People")
     #: Documents written to the store at once while building (bounds the memory of a build).
     batch_documents: int = 2000
-    #: LadybugDB's page cache while building, in MiB (its default would take most of the RAM).
-    buffer_pool_mb: int = 512
+    #: LadybugDB's page cache, in MiB; 0: LadybugDB's default (a share of the RAM). Its memory
+    #: grows with the stored mentions (about 7 KiB per sentence), and a build fails ("buffer
+    #: pool is full") when they no longer fit: a cap is for machines shared with other work.
+    buffer_pool_mb: int = 0
     #: The HTML view shows at most this many edges (the most confident) ...
     view_max_edges: int = 400
     #: ... each with at most this many evidence sentences (the highest scores).

@@ -20,8 +20,11 @@ every build, so that replacing a document (same id) leaves no trace of its old v
 
 A build never changes the database the store names: it works on a copy (a new file) and, once
 complete, rewrites ``meta.json`` atomically to name the copy. An interrupted or failed build
-leaves the previous store as it was. Memory is bounded by the store (nodes and edges while
-they are recomputed), not by the input, which is read as a stream in batches.
+leaves the previous store as it was. The input is read as a stream, in batches, and never held
+whole; what grows is the database: LadybugDB's memory grows with the stored mentions and
+evidence (about 7 KiB per sentence in ``benchmarks/graph_build.py``), plus the nodes and edges
+while they are recomputed. (Mention and Evidence rows are keyed by a ``row`` serial number:
+a string primary key would add a hash index that costs memory.)
 """
 
 from __future__ import annotations
@@ -64,9 +67,9 @@ FORMAT_NAME = "spert-graph"
 
 _SCHEMA = (
     "CREATE NODE TABLE Document(id STRING PRIMARY KEY, sentences INT64, source STRING)",
-    "CREATE NODE TABLE Mention(id STRING PRIMARY KEY, doc STRING, sentence INT64, "
+    "CREATE NODE TABLE Mention(row SERIAL PRIMARY KEY, id STRING, doc STRING, sentence INT64, "
     "start_char INT64, end_char INT64, text STRING, type STRING, score DOUBLE, entity STRING)",
-    "CREATE NODE TABLE Evidence(id STRING PRIMARY KEY, edge STRING, doc STRING, sentence INT64, "
+    "CREATE NODE TABLE Evidence(row SERIAL PRIMARY KEY, id STRING, edge STRING, doc STRING, sentence INT64, "
     "head STRING, type STRING, tail STRING, head_start INT64, head_end INT64, "
     "tail_start INT64, tail_end INT64, head_text STRING, tail_text STRING, text STRING, "
     "score DOUBLE)",
