@@ -69,8 +69,8 @@ _SCHEMA = (
     "CREATE NODE TABLE Document(id STRING PRIMARY KEY, sentences INT64, source STRING)",
     "CREATE NODE TABLE Mention(row SERIAL PRIMARY KEY, id STRING, doc STRING, sentence INT64, "
     "start_char INT64, end_char INT64, text STRING, type STRING, score DOUBLE, entity STRING)",
-    "CREATE NODE TABLE Evidence(row SERIAL PRIMARY KEY, id STRING, edge STRING, doc STRING, sentence INT64, "
-    "head STRING, type STRING, tail STRING, head_start INT64, head_end INT64, "
+    "CREATE NODE TABLE Evidence(row SERIAL PRIMARY KEY, id STRING, edge STRING, doc STRING, "
+    "sentence INT64, head STRING, type STRING, tail STRING, head_start INT64, head_end INT64, "
     "tail_start INT64, tail_end INT64, head_text STRING, tail_text STRING, text STRING, "
     "score DOUBLE)",
 )
