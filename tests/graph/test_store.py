@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import SRC
 from graph_docs import CORPUS, make_document, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -325,3 +331,35 @@ def test_source_documents_keep_their_place() -> None:
     docs = list(documents_with_ids([CORPUS[0], make_document(None, [("x", [], [])])]))
     assert [d.id for d in docs] == ["d1", "doc:2"]
     assert isinstance(docs[0], SourceDocument)
+
+
+def test_a_killed_build_leaves_the_previous_store(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a build (no cleanup runs): the store still reads as before."""
+    kg = tmp_path / "kg"
+    build(kg, CORPUS[:1])
+    before = snapshot(kg)
+    marker = tmp_path / "started"
+    script = f"""
+import time
+from graph_docs import CORPUS
+from spert.graph.source import documents_with_ids
+from spert.graph.store import build_graph
+def slow():
+    for doc in documents_with_ids(CORPUS[1:] * 50):
+        open({str(marker)!r}, "w").close()
+        time.sleep(0.2)
+        yield doc
+build_graph({str(kg)!r}, slow(), progress=False)
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(Path(__file__).parent)]))
+    child = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert child.poll() is None, "the build ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert snapshot(kg) == before
+    build(kg, CORPUS[1:])  # the next build works and removes the killed build's copy
+    assert snapshot(kg)["stats"]["documents"] == 2
+    assert len(list(kg.iterdir())) == 2
