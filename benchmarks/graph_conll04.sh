@@ -15,8 +15,8 @@ set -eu
 MODEL=${1:-/work/runs/conll04-fast/final}
 WORK=${2:-/work/runs/graph/conll04}
 GOLD=../shared/datasets/conll04/conll04_test.json
-RESULTS=benchmarks/results
-export PYTHONPATH=src
+RESULTS=${RESULTS:-benchmarks/results}
+export PYTHONPATH="$(pwd)/src"
 mkdir -p "$WORK" "$RESULTS"
 rm -rf "$WORK/kg" "$WORK/eval" "$WORK/walk/kg"
 
