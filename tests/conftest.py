@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,23 @@ def sentences() -> list[Sentence]:
 @pytest.fixture()
 def tiny_config(bert_dir: Path) -> SpertConfig:
     return SpertConfig(encoder=str(bert_dir), epochs=1, neg_entity_count=20, neg_relation_count=20)
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium (skip the test without it); its output, checked to succeed."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.skip("no chromium binary (Debian package 'chromium')")
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

@@ -494,3 +494,26 @@ def preset(name: str) -> SpertConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
     return SpertConfig(**PRESETS[name])
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Defaults of the knowledge graph (``spert graph``, :mod:`spert.graph`)."""
+
+    #: Entity types whose later shorter mentions ("Smith") merge with an earlier full one
+    #: ("John Smith") in the same document; compared case-insensitively.
+    person_types: tuple[str, ...] = ("Peop", "Person", "PER", "People")
+    #: Documents written to the store at once while building (bounds the memory of a build).
+    batch_documents: int = 2000
+    #: LadybugDB's page cache, in MiB; 0: LadybugDB's default (a share of the RAM). Its memory
+    #: grows with the stored mentions (about 7 KiB per sentence), and a build fails ("buffer
+    #: pool is full") when they no longer fit: a cap is for machines shared with other work.
+    buffer_pool_mb: int = 0
+    #: The HTML view shows at most this many edges (the most confident) ...
+    view_max_edges: int = 400
+    #: ... each with at most this many evidence sentences (the highest scores).
+    view_max_evidence: int = 5
+    #: Sentences per document when a gold dataset (one sentence a record) is grouped.
+    eval_group_size: int = 1
+    #: The confidence cut-offs at which ``spert graph eval`` prints precision and recall.
+    eval_cutoffs: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)

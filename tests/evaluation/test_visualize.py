@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import chromium
 
 from spert.cli.predict import register as add_parser
 from spert.data import DataError, Entity, Relation, RelationType, Sentence, Types, write_dataset
@@ -333,25 +332,6 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # --------------------------------------------------------------------------- in a browser
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.skip("no chromium binary (Debian package 'chromium')")
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
 
 
 def test_browser_draws_comparison(tmp_path: Path) -> None:
