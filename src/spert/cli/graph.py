@@ -32,7 +32,7 @@ def _symmetric(args: argparse.Namespace) -> set[str]:
     if getattr(args, "types", None):
         found |= read_types(args.types).symmetric
     if getattr(args, "model", None):
-        found |= read_meta(find_model_dir(args.model))[1].symmetric
+        found |= read_meta(find_model_dir(args.model))[-1].symmetric
     return found
 
 
