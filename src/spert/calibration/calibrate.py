@@ -15,29 +15,36 @@ Three passes over the data:
    which spans are kept, the relation logits are collected again for the new pairs;
 3. the calibrated model at the floor: per-type relation thresholds maximizing strict micro F1
    from the uncalibrated 0.4 (or the lowest meeting a target precision), ECE and F1 after.
+
+The numbers are fitted by :mod:`spert.calibration.fitting`; the model is asked for calibrated
+or raw predictions with ``SpERT.predict(calibration=...)``, its own calibration untouched.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from spert.data import Sentence
-from spert.evaluation import evaluate
-from spert.evaluation.calibration import (
-    SCORE_FLOOR,
+from spert.calibration.fitting import (
     binary_nll,
-    calibration_samples,
-    f1,
     fit_binary,
     fit_temperature,
-    reliability,
+    tune_entity_threshold,
     tune_relation_thresholds,
+)
+from spert.data import Sentence, Types
+from spert.data.matching import entity_key, precision_recall_f1
+from spert.evaluation import evaluate
+from spert.evaluation.reliability import (
+    SCORE_FLOOR,
+    CalibrationSamples,
+    calibration_samples,
+    reliability,
 )
 from spert.model.calibration import RELATION_METHODS, Calibration
 from spert.model.decoding import score_batch
@@ -70,99 +77,38 @@ def calibrate(
     batch_size: int | None = None,
 ) -> Calibration:
     """Fit a calibration of ``spert`` on the gold sentences ``data`` (held out from training)
-    and return it (``spert.calibration`` is left as it was). See the module docstring."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if target_precision is not None and not 0.0 < target_precision <= 1.0:
-        raise ValueError(f"target precision must lie in (0, 1], got {target_precision}")
-    if not data:
-        raise ValueError("no sentences to calibrate on")
+    and return it (``spert.calibration`` is neither used nor changed). See the module
+    docstring."""
+    _check_arguments(data, method, target_precision)
+    logger.info("calibration: pass 1 of 3, the uncalibrated model on %d sentences", len(data))
+    before = _floor_predictions(spert, data, None, batch_size)
+    collected = collect(spert, data, None, batch_size)
     types = spert.types
-    previous = spert.calibration
-    try:
-        spert.calibration = None
-        logger.info("calibration: pass 1 of 3, the uncalibrated model on %d sentences", len(data))
-        before = spert.predict(data, batch_size, relation_threshold=SCORE_FLOOR)
-        collected = collect(spert, data, None, batch_size)
-
-        temperature = fit_temperature(collected.entity_logits, collected.entity_labels)
-        entity_platt = fit_entity_score(collected, temperature)
-        entity_threshold = tune_entity_threshold(collected, temperature, entity_platt, data)
-        entity_only = Calibration(
-            tuple(types.entities),
-            tuple(types.relation_names),
-            temperature,
-            entity_threshold,
-            relation_scale=(1.0,) * len(types.relations),
-            relation_bias=(0.0,) * len(types.relations),
-            relation_thresholds=(spert.config.relation_threshold,) * len(types.relations),
-            entity_scale=entity_platt[0],
-            entity_bias=entity_platt[1],
-        )
-        if entity_threshold is not None:  # other spans kept: other pairs
-            logger.info("calibration: pass 2 of 3, relation candidates of the new entities")
-            collected = collect(spert, data, entity_only, batch_size)
-        chosen, scale, bias, held_out = fit_relations(collected, method)
-
-        partial = Calibration(
-            entity_only.entity_types,
-            entity_only.relation_types,
-            temperature,
-            entity_threshold,
-            chosen,
-            tuple(scale),
-            tuple(bias),
-            (SCORE_FLOOR,) * len(types.relations),
-            entity_platt[0],
-            entity_platt[1],
-        )
-        logger.info("calibration: pass 3 of 3, the calibrated model")
-        spert.calibration = partial
-        after = spert.predict(data, batch_size, relation_threshold=SCORE_FLOOR)
-    finally:
-        spert.calibration = previous
-
-    gold_counts = gold_relation_counts(data, spert)
-    samples_before = calibration_samples(data, before, types)
-    samples_after = calibration_samples(data, after, types)
-    index = {name: i for i, name in enumerate(types.relation_names)}
-    type_index = np.array([index[t] for t in samples_after.relation_types], dtype=np.int64)
-    default = partial.calibrated_threshold(spert.config.relation_threshold)
+    calibration = Calibration.identity(
+        types.entities, types.relation_names, spert.config.relation_threshold
+    )
+    calibration = fit_entities(calibration, collected, data)
+    if calibration.entity_threshold is not None:  # other spans kept: other pairs
+        logger.info("calibration: pass 2 of 3, relation candidates of the new entities")
+        collected = collect(spert, data, calibration, batch_size)
+    calibration, held_out = fit_relations(calibration, collected, method)
+    logger.info("calibration: pass 3 of 3, the calibrated model")
+    after = _floor_predictions(spert, data, calibration, batch_size)
+    measured = Measured(
+        calibration_samples(data, before, types),
+        calibration_samples(data, after, types),
+        gold_entity_count(data),
+        gold_relation_counts(data, types),
+        types,
+    )
     thresholds = tune_relation_thresholds(
-        samples_after.relation_scores,
-        samples_after.relation_correct,
-        type_index,
-        gold_counts,
-        default,
+        measured.after.relation_scores,
+        measured.after.relation_correct,
+        measured.type_index(measured.after),
+        measured.gold_relations,
+        calibration.calibrated_threshold(spert.config.relation_threshold),
         target_precision,
     )
-    before_index = np.array(
-        [index[t] for t in samples_before.relation_types], dtype=np.int64
-    ).reshape(-1)
-    raw = spert.config.relation_threshold
-    metrics = {
-        "score_floor": SCORE_FLOOR,
-        "entities": {
-            "ece_before": reliability(
-                samples_before.entity_scores, samples_before.entity_correct
-            ).ece,
-            "ece_after": reliability(samples_after.entity_scores, samples_after.entity_correct).ece,
-            "micro_f1_before": _entity_f1(samples_before, data),
-            "micro_f1_after": _entity_f1(samples_after, data),
-        },
-        "relations_strict": {
-            "ece_before": reliability(
-                samples_before.relation_scores, samples_before.relation_correct
-            ).ece,
-            "ece_after": reliability(
-                samples_after.relation_scores, samples_after.relation_correct
-            ).ece,
-            "micro_f1_default": _relation_f1(
-                samples_before, before_index, [raw] * len(gold_counts), gold_counts
-            ),
-            "micro_f1_tuned": _relation_f1(samples_after, type_index, thresholds, gold_counts),
-        },
-    }
     fitted_on = {
         "data": data_name or f"{len(data)} sentences",
         "sentences": len(data),
@@ -170,20 +116,31 @@ def calibrate(
         "method_requested": method,
         "held_out_nll": held_out,
     }
-    return Calibration(
-        partial.entity_types,
-        partial.relation_types,
-        temperature,
-        entity_threshold,
-        chosen,
-        tuple(scale),
-        tuple(bias),
-        tuple(thresholds),
-        entity_platt[0],
-        entity_platt[1],
-        fitted_on,
-        _rounded(metrics),
+    return replace(
+        calibration,
+        relation_thresholds=tuple(thresholds),
+        fitted_on=fitted_on,
+        metrics=_rounded(measured.metrics(spert.config.relation_threshold, thresholds)),
     )
+
+
+def _check_arguments(data: Sequence[Sentence], method: str, target_precision: float | None) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if target_precision is not None and not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target precision must lie in (0, 1], got {target_precision}")
+    if not data:
+        raise ValueError("no sentences to calibrate on")
+
+
+def _floor_predictions(
+    spert: SpERT,
+    data: Sequence[Sentence],
+    calibration: Calibration | None,
+    batch_size: int | None,
+) -> list[Sentence]:
+    """Predictions with ``calibration`` (None: raw scores), relations down to SCORE_FLOOR."""
+    return spert.predict(data, batch_size, relation_threshold=SCORE_FLOOR, calibration=calibration)
 
 
 @torch.no_grad()
@@ -292,40 +249,31 @@ def fit_entity_score(collected: Collected, temperature: float) -> tuple[float, f
     return fit_binary(torch.log(p) - torch.log1p(-p), torch.from_numpy(correct[plausible]), "platt")
 
 
-def tune_entity_threshold(
-    collected: Collected,
-    temperature: float,
-    platt: tuple[float, float],
-    data: Sequence[Sentence],
-) -> float | None:
-    """The "none" decision maximizing entity micro F1 over the candidate spans: None (argmax)
-    unless a cut-off on the calibrated entity score does strictly better."""
+def fit_entities(
+    calibration: Calibration, collected: Collected, data: Sequence[Sentence]
+) -> Calibration:
+    """``calibration`` with the entity temperature, the Platt scaling of the entity score and
+    the entity cut-off fitted on the candidate spans of ``collected``."""
+    temperature = fit_temperature(collected.entity_logits, collected.entity_labels)
+    scale, bias = fit_entity_score(collected, temperature)
+    calibration = replace(
+        calibration, entity_temperature=temperature, entity_scale=scale, entity_bias=bias
+    )
     probs, best, correct = _best_types(collected, temperature)
-    z = np.log(np.clip(best, 1e-12, 1 - 1e-12)) - np.log1p(-np.clip(best, 1e-12, 1 - 1e-12))
-    best = 1.0 / (1.0 + np.exp(-(platt[0] * z + platt[1])))
-    total_gold = sum(len({(e.start, e.end, e.type) for e in s.entities}) for s in data)
-    argmax_keep = probs.argmax(-1) > 0
-    tp = int(np.sum(argmax_keep & correct))
-    argmax_f1 = float(f1(tp, int(argmax_keep.sum()) - tp, total_gold - tp))
-    order = np.argsort(-best, kind="stable")
-    scores, hits = best[order], correct[order].astype(np.int64)
-    if not len(scores):
-        return None
-    cum_tp = np.cumsum(hits)
-    k = np.arange(1, len(scores) + 1)
-    last_of_tie = np.ones(len(scores), dtype=bool)  # ">= t" keeps all scores tied with t
-    last_of_tie[:-1] = scores[1:] < scores[:-1]
-    candidates = np.where(last_of_tie, f1(cum_tp, k - cum_tp, total_gold - cum_tp), -1.0)
-    i = int(np.argmax(candidates))
-    if candidates[i] > argmax_f1 + 1e-12:
-        # Half-way to the next lower score: float32 decoding keeps the same spans.
-        return float(scores[i] + scores[i + 1]) / 2 if i + 1 < len(scores) else float(scores[i]) / 2
-    return None
+    scores = calibration.entity_score(torch.from_numpy(best)).numpy()
+    threshold = tune_entity_threshold(
+        scores, correct, probs.argmax(-1) > 0, gold_entity_count(data)
+    )
+    return replace(calibration, entity_threshold=threshold)
 
 
-def fit_relations(collected: Collected, method: str) -> tuple[str, list[float], list[float], Any]:
-    """Per relation type (scale, bias), by ``method``; "auto" picks temperature or Platt by the
-    summed cross-entropy on held-out halves (fit on even sentences, score on odd, and back)."""
+def fit_relations(
+    calibration: Calibration, collected: Collected, method: str
+) -> tuple[Calibration, dict[str, float] | None]:
+    """``calibration`` with per relation type (scale, bias) fitted by ``method``, and the
+    held-out cross-entropy per method where ``method`` is "auto": it picks temperature or Platt
+    by the summed cross-entropy on held-out halves (fit on even sentences, score on odd, and
+    back)."""
     logits, labels = collected.relation_logits, collected.relation_labels
     n_rel = logits.shape[1]
     held_out: dict[str, float] | None = None
@@ -341,32 +289,78 @@ def fit_relations(collected: Collected, method: str) -> tuple[str, list[float], 
             held_out[candidate] = round(total / max(len(logits), 1), 6)
         method = min(RELATION_METHODS, key=lambda m: held_out[m])  # type: ignore[index]
     fitted = [fit_binary(logits[:, r], labels[:, r], method) for r in range(n_rel)]
-    return method, [a for a, _ in fitted], [b for _, b in fitted], held_out
+    scale = tuple(a for a, _ in fitted)
+    bias = tuple(b for _, b in fitted)
+    calibration = replace(
+        calibration, relation_method=method, relation_scale=scale, relation_bias=bias
+    )
+    return calibration, held_out
 
 
-def gold_relation_counts(data: Sequence[Sentence], spert: SpERT) -> np.ndarray:
+def gold_entity_count(data: Sequence[Sentence]) -> int:
+    """Gold entities, counted as evaluation counts them (duplicates collapse)."""
+    return sum(len({entity_key(e) for e in s.entities}) for s in data)
+
+
+def gold_relation_counts(data: Sequence[Sentence], types: Types) -> np.ndarray:
     """Gold relations per type, counted as strict evaluation counts them."""
     empty = [Sentence(list(s.tokens)) for s in data]
-    per_type = evaluate(data, empty, spert.types)["relations_strict"]["per_type"]
+    per_type = evaluate(data, empty, types)["relations_strict"]["per_type"]
     return np.array(
-        [per_type.get(t, {}).get("support", 0) for t in spert.types.relation_names],
+        [per_type.get(t, {}).get("support", 0) for t in types.relation_names],
         dtype=np.int64,
     )
 
 
-def _entity_f1(samples: Any, data: Sequence[Sentence]) -> float:
-    total_gold = sum(len({(e.start, e.end, e.type) for e in s.entities}) for s in data)
-    tp = int(samples.entity_correct.sum())
-    return 100 * float(f1(tp, len(samples.entity_correct) - tp, total_gold - tp))
+@dataclass(frozen=True)
+class Measured:
+    """The floor predictions before and after calibration, judged against gold."""
 
+    before: CalibrationSamples
+    after: CalibrationSamples
+    gold_entities: int
+    gold_relations: np.ndarray  # per relation type
+    types: Types
 
-def _relation_f1(
-    samples: Any, type_index: np.ndarray, thresholds: Sequence[float], gold_counts: np.ndarray
-) -> float:
-    """Strict relation micro F1 (percent) of the floor predictions cut at ``thresholds``."""
-    keep = samples.relation_scores > np.asarray(thresholds, dtype=np.float64)[type_index]
-    tp = int(np.sum(keep & samples.relation_correct))
-    return 100 * float(f1(tp, int(keep.sum()) - tp, int(gold_counts.sum()) - tp))
+    def type_index(self, samples: CalibrationSamples) -> np.ndarray:
+        """Each predicted relation's type as an index into the relation types."""
+        index = {name: i for i, name in enumerate(self.types.relation_names)}
+        return np.array([index[t] for t in samples.relation_types], dtype=np.int64)
+
+    def metrics(self, raw_threshold: float, thresholds: Sequence[float]) -> dict[str, Any]:
+        """ECE and micro F1 before and after; relations at the uncalibrated ``raw_threshold``
+        before, at the tuned per-type ``thresholds`` after."""
+        before, after = self.before, self.after
+        default = [raw_threshold] * len(self.gold_relations)
+        return {
+            "score_floor": SCORE_FLOOR,
+            "entities": {
+                "ece_before": reliability(before.entity_scores, before.entity_correct).ece,
+                "ece_after": reliability(after.entity_scores, after.entity_correct).ece,
+                "micro_f1_before": self.entity_f1(before),
+                "micro_f1_after": self.entity_f1(after),
+            },
+            "relations_strict": {
+                "ece_before": reliability(before.relation_scores, before.relation_correct).ece,
+                "ece_after": reliability(after.relation_scores, after.relation_correct).ece,
+                "micro_f1_default": self.relation_f1(before, default),
+                "micro_f1_tuned": self.relation_f1(after, thresholds),
+            },
+        }
+
+    def entity_f1(self, samples: CalibrationSamples) -> float:
+        """Entity micro F1 (percent) of the predictions."""
+        tp = int(samples.entity_correct.sum())
+        fp = len(samples.entity_correct) - tp
+        return 100 * float(precision_recall_f1(tp, fp, self.gold_entities - tp)[2])
+
+    def relation_f1(self, samples: CalibrationSamples, thresholds: Sequence[float]) -> float:
+        """Strict relation micro F1 (percent) of the floor predictions cut at ``thresholds``."""
+        cut = np.asarray(thresholds, dtype=np.float64)[self.type_index(samples)]
+        keep = samples.relation_scores > cut
+        tp = int(np.sum(keep & samples.relation_correct))
+        gold = int(self.gold_relations.sum())
+        return 100 * float(precision_recall_f1(tp, int(keep.sum()) - tp, gold - tp)[2])
 
 
 def _rounded(value: Any) -> Any:

@@ -13,7 +13,7 @@ import pytest
 
 from spert.cli.predict import register as add_parser
 from spert.data import DataError, Entity, Relation, RelationType, Sentence, Types, write_dataset
-from spert.evaluation.visualize import (
+from spert.render.pages import (
     MarkedEntity,
     MarkedRelation,
     SentenceGroup,

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from spert.data import DataError, Sentence, Types
-from spert.evaluation.metrics import EntityKey, entity_key, relation_key
+from spert.data.matching import EntityKey, entity_key, precision_recall_f1, relation_key
 from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
 from spert.utils import atomic_write_text
 
@@ -102,7 +102,7 @@ def compare_sentence(
 ) -> Comparison:
     """Mark the union of gold and predicted entities and relations as tp, fp or fn.
 
-    Items match as in the evaluation (:func:`spert.evaluation.metrics.entity_key` and
+    Items match as in the evaluation (:func:`spert.data.matching.entity_key` and
     ``relation_key``): an entity by span and type, a relation by its type and both arguments
     (span and entity type), in either order for the ``symmetric`` relation types. Duplicates
     collapse, as in the evaluation.
@@ -560,18 +560,11 @@ def _relation_html(
     )
 
 
-def _prf(c: dict[str, int]) -> tuple[float, float, float]:
-    p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
-    r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return 100 * p, 100 * r, 100 * f
-
-
 def _comparison_summary(n: int, totals: dict[str, dict[str, int]]) -> str:
     rows = []
     for name, title in (("entities", "Entities"), ("relations", "Relations (strict)")):
         c = totals[name]
-        p, r, f = _prf(c)
+        p, r, f = precision_recall_f1(c["tp"], c["fp"], c["fn"], scale=100.0)
         rows.append(
             f'<tr data-kind="{name}"><th>{title}</th>'
             + "".join(f'<td class="{s}">{c[s]}</td>' for s in STATUS_LABELS)
@@ -606,7 +599,7 @@ def _legend(colours: dict[str, str], statuses: bool) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files("spert").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("spert.render").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def _page(title: str, header: str, sections: Sequence[str]) -> str:
