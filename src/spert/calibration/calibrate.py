@@ -47,7 +47,8 @@ from spert.evaluation.reliability import (
     reliability,
 )
 from spert.model.calibration import RELATION_METHODS, Calibration
-from spert.model.decoding import score_batch
+from spert.model.candidates import Batch
+from spert.model.decoding import ScoredBatch, score_batch
 from spert.runtime.predictor import SpERT
 
 logger = logging.getLogger(__name__)
@@ -80,35 +81,20 @@ def calibrate(
     and return it (``spert.calibration`` is neither used nor changed). See the module
     docstring."""
     _check_arguments(data, method, target_precision)
+    types, raw_threshold = spert.types, spert.config.relation_threshold
     logger.info("calibration: pass 1 of 3, the uncalibrated model on %d sentences", len(data))
     before = _floor_predictions(spert, data, None, batch_size)
     collected = collect(spert, data, None, batch_size)
-    types = spert.types
-    calibration = Calibration.identity(
-        types.entities, types.relation_names, spert.config.relation_threshold
-    )
-    calibration = fit_entities(calibration, collected, data)
+    identity = Calibration.identity(types.entities, types.relation_names, raw_threshold)
+    calibration = fit_entities(identity, collected, data)
     if calibration.entity_threshold is not None:  # other spans kept: other pairs
         logger.info("calibration: pass 2 of 3, relation candidates of the new entities")
         collected = collect(spert, data, calibration, batch_size)
     calibration, held_out = fit_relations(calibration, collected, method)
     logger.info("calibration: pass 3 of 3, the calibrated model")
     after = _floor_predictions(spert, data, calibration, batch_size)
-    measured = Measured(
-        calibration_samples(data, before, types),
-        calibration_samples(data, after, types),
-        gold_entity_count(data),
-        gold_relation_counts(data, types),
-        types,
-    )
-    thresholds = tune_relation_thresholds(
-        measured.after.relation_scores,
-        measured.after.relation_correct,
-        measured.type_index(measured.after),
-        measured.gold_relations,
-        calibration.calibrated_threshold(spert.config.relation_threshold),
-        target_precision,
-    )
+    measured = Measured.judge(data, before, after, types)
+    calibration = fit_thresholds(calibration, measured, raw_threshold, target_precision)
     fitted_on = {
         "data": data_name or f"{len(data)} sentences",
         "sentences": len(data),
@@ -116,12 +102,8 @@ def calibrate(
         "method_requested": method,
         "held_out_nll": held_out,
     }
-    return replace(
-        calibration,
-        relation_thresholds=tuple(thresholds),
-        fitted_on=fitted_on,
-        metrics=_rounded(measured.metrics(spert.config.relation_threshold, thresholds)),
-    )
+    metrics = measured.metrics(raw_threshold, calibration.relation_thresholds)
+    return replace(calibration, fitted_on=fitted_on, metrics=_rounded(metrics))
 
 
 def _check_arguments(data: Sequence[Sentence], method: str, target_precision: float | None) -> None:
@@ -152,10 +134,7 @@ def collect(
 ) -> Collected:
     """Entity logits of every candidate span and relation logits of every pair of kept spans
     (kept as ``calibration`` decides; None: argmax), with their gold labels."""
-    types, config = spert.types, spert.config
-    entity_index = {t: i + 1 for i, t in enumerate(types.entities)}
-    relation_index = {r: i for i, r in enumerate(types.relation_names)}
-    n_entity, n_rel = len(types.entities) + 1, len(types.relations)
+    config = spert.config
     parts: dict[str, list[Any]] = {k: [] for k in Collected.__dataclass_fields__}
     was_training = spert.model.training
     spert.model.eval()
@@ -168,58 +147,10 @@ def collect(
                 calibration,
                 config.max_entities_per_sentence,
             )
-            # Integer keys: (sentence in batch, start, end) of spans, times entity type.
-            words = max(len(data[j].tokens) for j in chunk) + 1
-            span_batch = batch.span_batch.numpy()
-            span_words = batch.span_words.numpy()
-            span_key = (span_batch * words + span_words[:, 0]) * words + span_words[:, 1]
-            gold_entities: list[tuple[int, int]] = []  # (span key, 1 + type)
-            gold_relations: list[tuple[int, int, int]] = []  # (head key, tail key, type)
-            for b, j in enumerate(chunk):  # gold annotations of the batch's sentences
-                sentence = data[j]
-                keys = [
-                    ((b * words + e.start) * words + e.end) * n_entity + entity_index[e.type]
-                    for e in sentence.entities
-                ]
-                gold_entities += [(k // n_entity, k % n_entity) for k in keys]
-                for rel in sentence.relations:
-                    h, t, r = keys[rel.head], keys[rel.tail], relation_index[rel.type]
-                    gold_relations.append((h, t, r))
-                    if rel.type in types.symmetric:
-                        gold_relations.append((t, h, r))
-            gold_e = np.array(gold_entities, dtype=np.int64).reshape(-1, 2)
-            gold_pairs = np.zeros((len(span_key), n_entity), dtype=bool)
-            labels = np.zeros(len(span_key), dtype=np.int64)
-            if len(span_key) and len(gold_e):
-                order = np.argsort(span_key)
-                found = np.minimum(np.searchsorted(span_key[order], gold_e[:, 0]), len(order) - 1)
-                hit = span_key[order][found] == gold_e[:, 0]  # gold spans among the candidates
-                gold_pairs[order[found[hit]], gold_e[hit, 1]] = True
-                labels[order[found[hit]]] = gold_e[hit, 1]
-
-            kept = scored.kept.cpu().numpy()
-            head = kept[scored.head_slot.cpu().numpy()]
-            tail = kept[scored.tail_slot.cpu().numpy()]
-            entity_type = scored.entity_labels.cpu().numpy()
-            head_key = span_key[head] * n_entity + entity_type[head]
-            tail_key = span_key[tail] * n_entity + entity_type[tail]
-            relation_labels = np.zeros((len(head), n_rel), dtype=np.float32)
-            if gold_relations and len(head):
-                gold_r = np.array(gold_relations, dtype=np.int64)
-                # Pair keys: (head, tail) of entity keys (each below radix).
-                radix = len(chunk) * words * words * n_entity
-                pair_key = head_key * radix + tail_key
-                gold_pair = gold_r[:, 0] * radix + gold_r[:, 1]
-                for r in range(n_rel):
-                    relation_labels[:, r] = np.isin(pair_key, gold_pair[gold_r[:, 2] == r])
-            parts["entity_logits"].append(scored.entity_logits.cpu())
-            parts["entity_labels"].append(torch.from_numpy(labels))
-            parts["entity_gold_pairs"].append(gold_pairs)
-            parts["relation_logits"].append(scored.relation_logits.cpu())
-            parts["relation_labels"].append(torch.from_numpy(relation_labels))
-            parts["relation_sentence"].append(np.asarray(chunk)[span_batch[head]])
+            _collect_batch(parts, [data[j] for j in chunk], chunk, batch, scored, spert.types)
     finally:
         spert.model.train(was_training)
+    n_rel = len(spert.types.relations)
     return Collected(
         torch.cat(parts["entity_logits"]),
         torch.cat(parts["entity_labels"]),
@@ -228,6 +159,98 @@ def collect(
         torch.cat(parts["relation_labels"]).reshape(-1, n_rel),
         np.concatenate(parts["relation_sentence"]).astype(np.int64),
     )
+
+
+def _collect_batch(
+    parts: dict[str, list[Any]],
+    sentences: Sequence[Sentence],
+    chunk: Sequence[int],
+    batch: Batch,
+    scored: ScoredBatch,
+    types: Types,
+) -> None:
+    """Append the logits of a batch (of ``sentences``, at ``chunk`` in the data) and their gold
+    labels to ``parts``."""
+    n_entity = len(types.entities) + 1
+    # Integer keys: (sentence in batch, start, end) of spans, times entity type.
+    words = max(len(s.tokens) for s in sentences) + 1
+    span_batch = batch.span_batch.numpy()
+    span_words = batch.span_words.numpy()
+    span_key = (span_batch * words + span_words[:, 0]) * words + span_words[:, 1]
+    gold_entities, gold_relations = _gold_keys(sentences, words, types)
+    labels, gold_pairs = _entity_labels(span_key, gold_entities, n_entity)
+
+    kept = scored.kept.cpu().numpy()
+    head = kept[scored.head_slot.cpu().numpy()]
+    tail = kept[scored.tail_slot.cpu().numpy()]
+    entity_type = scored.entity_labels.cpu().numpy()
+    head_key = span_key[head] * n_entity + entity_type[head]
+    tail_key = span_key[tail] * n_entity + entity_type[tail]
+    radix = len(sentences) * words * words * n_entity  # entity keys are below it
+    relation_labels = _relation_labels(
+        head_key * radix + tail_key, gold_relations, radix, len(types.relations)
+    )
+    parts["entity_logits"].append(scored.entity_logits.cpu())
+    parts["entity_labels"].append(torch.from_numpy(labels))
+    parts["entity_gold_pairs"].append(gold_pairs)
+    parts["relation_logits"].append(scored.relation_logits.cpu())
+    parts["relation_labels"].append(torch.from_numpy(relation_labels))
+    parts["relation_sentence"].append(np.asarray(chunk)[span_batch[head]])
+
+
+def _gold_keys(
+    sentences: Sequence[Sentence], words: int, types: Types
+) -> tuple[np.ndarray, np.ndarray]:
+    """The gold annotations of a batch's sentences: entities as (span key, 1 + type), relations
+    as (head key, tail key, type), with entity keys ``span key * (1 + entity types) + 1 +
+    type``; a symmetric relation both ways."""
+    entity_index = {t: i + 1 for i, t in enumerate(types.entities)}
+    relation_index = {r: i for i, r in enumerate(types.relation_names)}
+    n_entity = len(types.entities) + 1
+    entities: list[tuple[int, int]] = []
+    relations: list[tuple[int, int, int]] = []
+    for b, sentence in enumerate(sentences):
+        keys = [
+            ((b * words + e.start) * words + e.end) * n_entity + entity_index[e.type]
+            for e in sentence.entities
+        ]
+        entities += [(k // n_entity, k % n_entity) for k in keys]
+        for rel in sentence.relations:
+            h, t, r = keys[rel.head], keys[rel.tail], relation_index[rel.type]
+            relations.append((h, t, r))
+            if rel.type in types.symmetric:
+                relations.append((t, h, r))
+    return (
+        np.array(entities, dtype=np.int64).reshape(-1, 2),
+        np.array(relations, dtype=np.int64).reshape(-1, 3),
+    )
+
+
+def _entity_labels(
+    span_key: np.ndarray, gold: np.ndarray, n_entity: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate span: its gold label (0: no gold entity with this span, else 1 + type) and
+    per label whether (span, label) is gold."""
+    gold_pairs = np.zeros((len(span_key), n_entity), dtype=bool)
+    labels = np.zeros(len(span_key), dtype=np.int64)
+    if len(span_key) and len(gold):
+        order = np.argsort(span_key)
+        found = np.minimum(np.searchsorted(span_key[order], gold[:, 0]), len(order) - 1)
+        hit = span_key[order][found] == gold[:, 0]  # gold spans among the candidates
+        gold_pairs[order[found[hit]], gold[hit, 1]] = True
+        labels[order[found[hit]]] = gold[hit, 1]
+    return labels, gold_pairs
+
+
+def _relation_labels(pair_key: np.ndarray, gold: np.ndarray, radix: int, n_rel: int) -> np.ndarray:
+    """Per candidate pair (``head key * radix + tail key``) and relation type: 1 where it is a
+    gold relation."""
+    labels = np.zeros((len(pair_key), n_rel), dtype=np.float32)
+    if len(gold) and len(pair_key):
+        gold_pair = gold[:, 0] * radix + gold[:, 1]
+        for r in range(n_rel):
+            labels[:, r] = np.isin(pair_key, gold_pair[gold[:, 2] == r])
+    return labels
 
 
 def _best_types(collected: Collected, temperature: float) -> tuple[np.ndarray, ...]:
@@ -297,6 +320,27 @@ def fit_relations(
     return calibration, held_out
 
 
+def fit_thresholds(
+    calibration: Calibration,
+    measured: Measured,
+    raw_threshold: float,
+    target_precision: float | None,
+) -> Calibration:
+    """``calibration`` with per-type relation thresholds tuned on its floor predictions
+    (``measured.after``): maximizing strict micro F1 from the uncalibrated ``raw_threshold``, or
+    the lowest meeting ``target_precision``."""
+    after = measured.after
+    thresholds = tune_relation_thresholds(
+        after.relation_scores,
+        after.relation_correct,
+        measured.type_index(after),
+        measured.gold_relations,
+        calibration.calibrated_threshold(raw_threshold),
+        target_precision,
+    )
+    return replace(calibration, relation_thresholds=tuple(thresholds))
+
+
 def gold_entity_count(data: Sequence[Sentence]) -> int:
     """Gold entities, counted as evaluation counts them (duplicates collapse)."""
     return sum(len({entity_key(e) for e in s.entities}) for s in data)
@@ -321,6 +365,23 @@ class Measured:
     gold_entities: int
     gold_relations: np.ndarray  # per relation type
     types: Types
+
+    @classmethod
+    def judge(
+        cls,
+        data: Sequence[Sentence],
+        before: Sequence[Sentence],
+        after: Sequence[Sentence],
+        types: Types,
+    ) -> Measured:
+        """The predictions ``before`` and ``after`` calibration against the gold ``data``."""
+        return cls(
+            calibration_samples(data, before, types),
+            calibration_samples(data, after, types),
+            gold_entity_count(data),
+            gold_relation_counts(data, types),
+            types,
+        )
 
     def type_index(self, samples: CalibrationSamples) -> np.ndarray:
         """Each predicted relation's type as an index into the relation types."""
