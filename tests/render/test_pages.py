@@ -418,3 +418,14 @@ def test_browser_screenshot(tmp_path: Path) -> None:
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 10_000  # more than a blank page
+
+
+def test_old_import_path_still_works_and_warns() -> None:
+    """README named ``spert.evaluation.visualize.render_documents``: it works, and warns."""
+    import importlib
+    import sys
+
+    sys.modules.pop("spert.evaluation.visualize", None)
+    with pytest.warns(DeprecationWarning, match="spert.render.pages"):
+        old = importlib.import_module("spert.evaluation.visualize")
+    assert old.render_documents is render_documents
