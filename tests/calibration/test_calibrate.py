@@ -18,7 +18,7 @@ from spert.cli import main
 from spert.data import Types, write_dataset
 from spert.evaluation.card import CARD_FILE, write_model_card
 from spert.evaluation.reliability import SCORE_FLOOR
-from spert.model.calibration import CALIBRATION_FILE, Calibration
+from spert.model.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from spert.model.directory import write_calibration
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -100,6 +100,9 @@ def test_predict_with_another_calibration(saved: Path, sentences) -> None:
     assert model.predict(sentences, calibration=other) != model.predict(sentences)
     assert model.calibration is own  # per call: the model keeps its own
     assert model.relation_thresholds(calibration=None) == [0.4] * len(model.types.relations)
+    wrong = replace(other, relation_types=("Work_For", "Live_In", "Kill"))
+    with pytest.raises(CalibrationError, match="model has"):
+        model.predict(sentences, calibration=wrong)
 
 
 def test_fit_ignores_the_models_own_calibration(saved: Path, sentences) -> None:

@@ -214,10 +214,13 @@ class SpERT:
         ``relation_threshold`` replaces every relation threshold (the calibration's per-type
         ones, or ``config.relation_threshold``) with one cut-off on the (calibrated) score.
         ``calibration`` is applied instead of the object's own :attr:`calibration` (None: raw
-        scores), e.g. to compare the two without changing the object.
+        scores), e.g. to compare the two without changing the object; one fitted for other
+        types is refused (CalibrationError).
         """
         if calibration is OWN_CALIBRATION:
             calibration = self.calibration
+        elif calibration is not None:
+            calibration.check_types(self.types.entities, self.types.relation_names)
         inputs = [_as_sentence(s, i) for i, s in enumerate(sentences)]
         thresholds = self.relation_thresholds(relation_threshold, calibration)
         words = self.config.context_words
