@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from spert.calibration import calibrate
 from spert.data import read_dataset
 from spert.evaluation import evaluate, relation_f1, summarize
-from spert.runtime.calibrate import calibrate
 from spert.runtime.predictor import SpERT
 
 
@@ -41,11 +41,12 @@ def main() -> None:
     crossfit = []
     for i, held_out in enumerate(folds):
         fit_on = [s for j, fold in enumerate(folds) if j != i for s in fold]
-        model.calibration = calibrate(model, fit_on, data_name=f"{args.data} without fold {i}")
+        calibration = calibrate(model, fit_on, data_name=f"{args.data} without fold {i}")
         # Document context from the whole file, as the uncalibrated predictions had it.
         held_out_contexts = contexts[bounds[i] : bounds[i + 1]] if contexts else None
-        crossfit.extend(model.predict(held_out, contexts=held_out_contexts))
-        model.calibration = None
+        crossfit.extend(
+            model.predict(held_out, contexts=held_out_contexts, calibration=calibration)
+        )
     calibrated = evaluate(data, crossfit, model.types)
 
     print(

@@ -17,8 +17,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spert.version", "spert.utils", "spert.config", "spert.results"),
     ("spert.data",),
     ("spert.model",),
+    ("spert.render",),
     ("spert.evaluation",),
     ("spert.runtime",),
+    ("spert.calibration",),
     ("spert.training",),
     ("spert.experiments",),
     ("spert.graph",),
@@ -27,7 +29,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spert.cli", "spert.__main__"),
 )
 #: The core: the stages that the tools built on them (API, CLI, server) must never reach into.
-CORE = ("spert.data", "spert.model", "spert.evaluation", "spert.training")
+CORE = (
+    "spert.data",
+    "spert.model",
+    "spert.render",
+    "spert.evaluation",
+    "spert.calibration",
+    "spert.training",
+)
 TOOLS = ("spert.api", "spert.cli", "spert.serve")
 
 

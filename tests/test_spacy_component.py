@@ -16,7 +16,7 @@ from spacy.tokens import Doc
 from spert.api import SpERT
 from spert.config import SpertConfig
 from spert.data import RelationType, Types
-from spert.evaluation.visualize import render_documents
+from spert.render.pages import render_documents
 from spert.spacy_component import SPANS_KEY, doc_to_document, document_to_doc
 
 TYPES = Types(

@@ -24,8 +24,8 @@ from spert.config import SpertConfig, preset
 from spert.data import Sentence, Types, read_dataset, read_types
 from spert.evaluation import summarize
 from spert.evaluation.card import write_model_card
-from spert.evaluation.visualize import render_documents
 from spert.model.directory import default_model_dir
+from spert.render.pages import render_documents
 from spert.training import train
 from spert.training.checkpoint import read_run_info
 from spert.utils import atomic_write_text

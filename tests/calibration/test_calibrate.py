@@ -1,169 +1,43 @@
-"""Calibration: fitting recovers known temperatures, tuned thresholds never lower F1, a stored
-calibration survives save/load and is applied, and the per-sentence caps bound the output."""
+"""The calibration passes and calibrated models: a stored calibration survives save/load and
+is applied (or replaced per call), fitting on data leaves the model as it was, and the
+per-sentence caps bound the output."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from spert.api import ModelError, SpERT
+from spert.calibration import calibrate
 from spert.cli import main
-from spert.data import Entity, Relation, Sentence, Types, write_dataset
-from spert.evaluation import evaluate
-from spert.evaluation.calibration import (
-    SCORE_FLOOR,
-    calibration_samples,
-    f1,
-    fit_binary,
-    fit_temperature,
-    reliability,
-    tune_relation_thresholds,
-)
+from spert.data import Types, write_dataset
 from spert.evaluation.card import CARD_FILE, write_model_card
+from spert.evaluation.reliability import SCORE_FLOOR
 from spert.model.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from spert.model.directory import write_calibration
-from spert.runtime.calibrate import calibrate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-# -- fitting on synthetic scores -----------------------------------------------------------
-
-
-def test_temperature_recovered_from_over_confident_logits() -> None:
-    generator = torch.Generator().manual_seed(0)
-    true_logits = torch.randn(20000, 4, generator=generator) * 2.0
-    labels = torch.multinomial(true_logits.softmax(-1), 1, generator=generator).squeeze(1)
-    temperature = fit_temperature(true_logits * 3.0, labels)  # 3x over-confident
-    assert temperature == pytest.approx(3.0, rel=0.05)
-    calibrated = (true_logits * 3.0 / temperature).softmax(-1)
-    raw = (true_logits * 3.0).softmax(-1)
-    correct = calibrated.argmax(-1) == labels
-    ece_after = reliability(calibrated.max(-1).values.numpy(), correct.numpy()).ece
-    ece_before = reliability(raw.max(-1).values.numpy(), correct.numpy()).ece
-    assert ece_after < 0.02 < ece_before
-
-
-@pytest.mark.parametrize("method", ["temperature", "platt"])
-def test_binary_calibration_recovered(method: str) -> None:
-    generator = torch.Generator().manual_seed(1)
-    z = torch.randn(30000, generator=generator) * 2.0
-    bias = -1.0 if method == "platt" else 0.0
-    labels = torch.bernoulli(torch.sigmoid(z + bias), generator=generator)
-    scale, fitted_bias = fit_binary(z * 2.5, labels, method)  # over-confident by 2.5
-    assert scale == pytest.approx(0.4, rel=0.06)
-    assert fitted_bias == pytest.approx(bias, abs=0.08)
-
-
-def test_fitting_without_samples_is_the_identity() -> None:
-    assert fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)) == 1.0
-    assert fit_binary(torch.zeros(0), torch.zeros(0), "platt") == (1.0, 0.0)
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_tuned_thresholds_never_lower_micro_f1(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    n, n_types = 400, 3
-    scores = np.round(rng.uniform(SCORE_FLOOR, 1.0, n), 3)  # ties included
-    types = rng.integers(0, n_types, n)
-    correct = rng.uniform(size=n) < scores * rng.uniform(0.3, 1.2, n_types)[types]
-    gold = np.bincount(types[correct], minlength=n_types) + rng.integers(0, 20, n_types)
-    start = rng.uniform(0.2, 0.8, n_types).tolist()
-
-    def micro(thresholds: list[float]) -> float:
-        keep = scores > np.asarray(thresholds)[types]
-        tp = int(np.sum(keep & correct))
-        return float(f1(tp, int(keep.sum()) - tp, int(gold.sum()) - tp))
-
-    tuned = tune_relation_thresholds(scores, correct, types, gold, start)
-    assert micro(tuned) >= micro(start)
-    assert all(SCORE_FLOOR / 2 <= t <= 1.0 for t in tuned)
-    # No single type's threshold can do better from the tuned point (a coordinate optimum).
-    for r in range(n_types):
-        for t in np.unique(scores[types == r]):
-            trial = list(tuned)
-            trial[r] = float(t)
-            assert micro(trial) <= micro(tuned) + 1e-12
-
-
-def test_target_precision_is_met() -> None:
-    rng = np.random.default_rng(3)
-    scores = rng.uniform(SCORE_FLOOR, 1.0, 600)
-    correct = rng.uniform(size=600) < scores
-    types = np.zeros(600, dtype=np.int64)
-    (threshold,) = tune_relation_thresholds(
-        scores, correct, types, np.array([400]), [0.4], target_precision=0.9
-    )
-    keep = scores > threshold
-    assert keep.sum() > 0 and correct[keep].mean() >= 0.9
-    lower = scores[(scores <= threshold)].max()  # one more relation would miss the target
-    assert correct[scores >= lower].mean() < 0.9
-
-
-def test_samples_judge_like_strict_evaluation(types: Types) -> None:
-    gold = [
-        Sentence(
-            "a b c d e".split(),
-            [Entity("Peop", 0, 1), Entity("Peop", 2, 3), Entity("Org", 4, 5)],
-            [Relation("Spouse", 0, 1), Relation("Work_For", 0, 2)],
-        )
-    ]
-    predicted = [
-        Sentence(
-            "a b c d e".split(),
-            [Entity("Peop", 2, 3, 0.9), Entity("Peop", 0, 1, 0.8), Entity("Loc", 4, 5, 0.7)],
-            [
-                Relation("Spouse", 0, 1, 0.6),  # the other direction of a symmetric gold one
-                Relation("Work_For", 1, 2, 0.5),  # tail has the wrong type: not strict
-            ],
-        )
-    ]
-    samples = calibration_samples(gold, predicted, types)
-    assert samples.entity_correct.tolist() == [True, True, False]
-    assert samples.entity_scores.tolist() == [0.9, 0.8, 0.7]
-    assert samples.relation_correct.tolist() == [True, False]
-    assert samples.relation_types.tolist() == ["Spouse", "Work_For"]
-    strict = evaluate(gold, predicted, types)["relations_strict"]["micro"]
-    assert strict["precision"] == pytest.approx(100 * samples.relation_correct.mean())
-
-
-# -- the stored calibration ------------------------------------------------------------------
+# -- calibrated models ------------------------------------------------------------------
 
 
 def sample_calibration(types: Types, **changes) -> Calibration:
     n = len(types.relations)
+    identity = Calibration.identity(types.entities, types.relation_names, 0.3)
     values = dict(
-        entity_types=tuple(types.entities),
-        relation_types=tuple(types.relation_names),
         entity_temperature=2.0,
-        entity_threshold=None,
         relation_method="platt",
         relation_scale=(0.5,) * n,
         relation_bias=(-1.0,) * n,
-        relation_thresholds=(0.3,) * n,
         fitted_on={"data": "dev.json"},
     )
-    values.update(changes)
-    return Calibration(**values)
-
-
-def test_calibration_round_trips_and_is_validated(types: Types) -> None:
-    calibration = sample_calibration(types)
-    data = json.loads(json.dumps(calibration.to_dict()))
-    assert Calibration.from_dict(data) == calibration
-    with pytest.raises(CalibrationError, match="version"):
-        Calibration.from_dict({**data, "version": 99})
-    with pytest.raises(CalibrationError, match="relation_thresholds has 1 values"):
-        Calibration.from_dict({**data, "relation_thresholds": [0.5]})
-    with pytest.raises(CalibrationError, match="temperature"):
-        Calibration.from_dict({**data, "entity_temperature": -1})
-    with pytest.raises(CalibrationError, match="model has"):
-        calibration.check_types(types.entities, ["Work_For"])
+    return replace(identity, **{**values, **changes})
 
 
 @pytest.fixture()
@@ -212,6 +86,31 @@ def test_broken_calibration_file_names_it(saved: Path) -> None:
     with pytest.raises(ModelError, match="unreadable"):
         SpERT.load(saved)
     assert SpERT.load(saved, calibration=False).calibration is None  # not even read
+
+
+def test_predict_with_another_calibration(saved: Path, sentences) -> None:
+    plain = SpERT.load(saved)
+    other = sample_calibration(plain.types, entity_temperature=0.5, entity_threshold=0.2)
+    write_calibration(saved, sample_calibration(plain.types))
+    model = SpERT.load(saved)
+    own = model.calibration
+    assert model.predict(sentences, calibration=None) == plain.predict(sentences)
+    plain.calibration = other
+    assert model.predict(sentences, calibration=other) == plain.predict(sentences)
+    assert model.predict(sentences, calibration=other) != model.predict(sentences)
+    assert model.calibration is own  # per call: the model keeps its own
+    assert model.relation_thresholds(calibration=None) == [0.4] * len(model.types.relations)
+    wrong = replace(other, relation_types=("Work_For", "Live_In", "Kill"))
+    with pytest.raises(CalibrationError, match="model has"):
+        model.predict(sentences, calibration=wrong)
+
+
+def test_fit_ignores_the_models_own_calibration(saved: Path, sentences) -> None:
+    plain = SpERT.load(saved)
+    calibrated = SpERT.load(saved)
+    own = calibrated.calibration = sample_calibration(calibrated.types, entity_threshold=0.2)
+    assert calibrate(calibrated, sentences) == calibrate(plain, sentences)
+    assert calibrated.calibration is own
 
 
 def test_fit_on_data_and_cli(saved: Path, sentences, tmp_path: Path, capsys) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spert.calibration import METHODS, calibrate
 from spert.cli.common import CliError, add_device_option
 from spert.data import read_dataset
 from spert.evaluation.card import CARD_FILE, write_model_card
 from spert.model.calibration import Calibration
 from spert.model.directory import find_model_dir, write_calibration
-from spert.runtime.calibrate import METHODS, calibrate
 from spert.runtime.predictor import SpERT
 from spert.training.checkpoint import read_run_info
 

@@ -21,19 +21,19 @@ from spert.data import (
     write_dataset,
 )
 from spert.evaluation import format_metrics
-from spert.evaluation.calibration import SCORE_FLOOR
 from spert.evaluation.card import write_model_card
+from spert.evaluation.error_report import report_available, write_report
 from spert.evaluation.errors import SIDE_NAMES
-from spert.evaluation.report import report_available, write_report
-from spert.evaluation.visualize import (
+from spert.evaluation.reliability import SCORE_FLOOR
+from spert.model.directory import find_model_dir
+from spert.model.onnx import export_onnx
+from spert.render.pages import (
     COMPARISON_TITLE,
     PREDICTIONS_TITLE,
     render_comparison,
     render_sentences,
     write_html,
 )
-from spert.model.directory import find_model_dir
-from spert.model.onnx import export_onnx
 from spert.runtime.io import (
     FORMATS,
     INPUT_FORMATS,
@@ -80,20 +80,20 @@ def _eval_report(
 ) -> None:
     """``spert eval --report DIR``: predict again with relations kept down to the score floor
     (with and without the model's calibration, where it has one), write the report (see
-    spert.evaluation.report) and print its headline numbers."""
+    spert.evaluation.error_report) and print its headline numbers."""
     floor = model.predict(
         data, batch_size=args.batch_size, progress=True, relation_threshold=SCORE_FLOOR
     )
     uncalibrated = None
     calibration = model.calibration
-    if calibration is not None:
-        model.calibration = None  # the same model's raw scores: the "before" of the report
-        try:
-            uncalibrated = model.predict(
-                data, batch_size=args.batch_size, progress=True, relation_threshold=SCORE_FLOOR
-            )
-        finally:
-            model.calibration = calibration
+    if calibration is not None:  # the same model's raw scores: the "before" of the report
+        uncalibrated = model.predict(
+            data,
+            batch_size=args.batch_size,
+            progress=True,
+            relation_threshold=SCORE_FLOOR,
+            calibration=None,
+        )
     info = {
         "model": args.model,
         "data": args.data,

@@ -1,6 +1,6 @@
 """Where the errors come from: each false positive and false negative in exactly one category.
 
-Items are matched as the strict metrics match them (:func:`spert.evaluation.metrics.entity_key`,
+Items are matched as the strict metrics match them (:func:`spert.data.matching.entity_key`,
 ``relation_key``): an entity by span and type, a relation by its type and both arguments (span
 and entity type), the arguments unordered for symmetric relation types; duplicates collapse.
 A false positive (FP) is a predicted item that is not in gold, a false negative (FN) a gold item
@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from spert.data import DataError, Sentence, Types
-from spert.evaluation.metrics import EntityKey, _sentence_items
+from spert.data.matching import EntityKey, RelationKey
+from spert.evaluation.metrics import _sentence_items
 
-RelationKey = tuple[EntityKey, EntityKey, str]  # (head, tail, type), as relation_key makes it
 Side = Literal["fp", "fn"]
 
 #: The categories of each side, in the order reports list them.

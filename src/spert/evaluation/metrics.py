@@ -11,7 +11,8 @@ For symmetric relation types the order of head and tail does not matter. Per sen
 of gold and predicted items is taken (duplicates collapse); an item only in gold is a false
 negative of its type, one only in the predictions a false positive. Macro averages are the
 unweighted means of the per-type precision, recall and F1 over the types that occur in gold or
-predictions (like scikit-learn's ``average='macro'``); a zero denominator gives 0.
+predictions (like scikit-learn's ``average='macro'``); a zero denominator gives 0. Items are
+matched, and counts turned into precision, recall and F1, by :mod:`spert.data.matching`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from spert.data import Entity, Relation, Sentence, Types
+from spert.data import Sentence, Types
+from spert.data.matching import EntityKey, entity_key, precision_recall_f1, relation_key
 
-EntityKey = tuple[int, int, str]  # (start, end, type)
 SpanKey = tuple[int, int]  # (start, end)
 
 SECTIONS = ("entities", "relations", "relations_strict")
@@ -42,21 +43,6 @@ _TITLES = {
         "(in span and entity type).",
     ),
 }
-
-
-def entity_key(entity: Entity) -> EntityKey:
-    """What identifies an entity in scoring: span and type."""
-    return entity.start, entity.end, entity.type
-
-
-def relation_key(
-    head: EntityKey, tail: EntityKey, relation: Relation, symmetric: frozenset[str]
-) -> tuple[EntityKey, EntityKey, str]:
-    """What identifies a relation in strict scoring: both arguments (span and type) and the
-    relation type; a symmetric type's arguments in a fixed order."""
-    if relation.type in symmetric and tail < head:
-        head, tail = tail, head
-    return head, tail, relation.type
 
 
 def _overlaps(e1: EntityKey, e2: EntityKey) -> bool:
@@ -105,16 +91,10 @@ def _check_aligned(gold: Sequence[Sentence], predicted: Sequence[Sentence]) -> N
             )
 
 
-def _ratio(num: int, den: int) -> float:
-    return 100.0 * num / den if den else 0.0
-
-
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
-    return {
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-    }
+    """Precision, recall and F1 in percent."""
+    p, r, f = precision_recall_f1(tp, fp, fn, scale=100.0)
+    return {"precision": float(p), "recall": float(r), "f1": float(f)}
 
 
 def _score(

@@ -60,8 +60,9 @@ from spert.config import PRESETS, ConfigError, SpertConfig, config_differences, 
 from spert.data import Sentence, Types, read_dataset, read_types, write_dataset
 from spert.evaluation import evaluate, mean_std, summarize
 from spert.evaluation.summary import TITLES
+from spert.render.figures import new_figure, save_png
 from spert.training import train
-from spert.utils import atomic_write, atomic_write_text, format_duration
+from spert.utils import atomic_write_text, format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -605,20 +606,15 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
 # -- plots ---------------------------------------------------------------------------------------
 
 
-def _save(fig: Any, path: Path) -> Path:
-    """Write a figure atomically (a temporary file, then a rename)."""
-    return atomic_write(
-        path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    )
-
-
 def _figure(ncols: int = 1, width: float = 5.5, height: float = 4) -> tuple[Any, Any]:
-    # The object API (no pyplot): no global state, no GUI backend needed.
-    from matplotlib.figure import Figure
+    """A figure of one row of plots, and their axes."""
+    fig, axes = new_figure(ncols, width=width, height=height, layout="tight")
+    return fig, axes[0]
 
-    fig = Figure(figsize=(width * ncols, height), layout="tight")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, axes
+
+def _save(fig: Any, path: Path) -> Path:
+    # Cropped to what is drawn: the legends are below the plots.
+    return save_png(fig, path, dpi=120, tight=True)
 
 
 def _legend_below(fig: Any, ax: Any) -> None:

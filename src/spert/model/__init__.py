@@ -1,2 +1,4 @@
-"""The model stage: encoding (words to subwords), candidates (training samples and inference
-spans), the network (encoder + heads), decoding, the model directory and ONNX export."""
+"""The model stage: words to subwords (:mod:`.encoding`), candidate spans and training samples
+(:mod:`.candidates`), the network, encoder + heads (:mod:`.modeling`), decoding
+(:mod:`.decoding`), the stored calibration and how it applies (:mod:`.calibration`), the model
+directory (:mod:`.directory`) and ONNX export and runtime (:mod:`.onnx`)."""

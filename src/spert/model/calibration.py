@@ -1,6 +1,6 @@
 """A model's calibration: what turns its logits into probabilities, and the cut-offs it keeps.
 
-``spert calibrate`` (:mod:`spert.runtime.calibrate`) fits it on held-out data and stores it as
+``spert calibrate`` (:mod:`spert.calibration`) fits it on held-out data and stores it as
 ``calibration.json`` in the model directory; decoding (:mod:`spert.model.decoding`) applies
 it. After calibration an entity score is the probability that the span is an entity of that
 type, and a relation score the probability that the relation holds (strictly: both argument
@@ -97,6 +97,21 @@ class Calibration:
                     f"relation calibration of {t} must have a finite scale > 0 and a finite "
                     f"bias, got scale {a}, bias {b}"
                 )
+
+    @classmethod
+    def identity(
+        cls, entity_types: Sequence[str], relation_types: Sequence[str], relation_threshold: float
+    ) -> Calibration:
+        """The calibration that changes nothing: scores (up to rounding) and decisions as
+        without one, every relation type cut at ``relation_threshold``."""
+        n = len(relation_types)
+        return cls(
+            tuple(entity_types),
+            tuple(relation_types),
+            relation_scale=(1.0,) * n,
+            relation_bias=(0.0,) * n,
+            relation_thresholds=(relation_threshold,) * n,
+        )
 
     # -- applying it ---------------------------------------------------------------------
     def entity_probabilities(self, logits: torch.Tensor) -> torch.Tensor:

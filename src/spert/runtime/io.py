@@ -37,7 +37,7 @@ from spert.data.formats.label_studio import (
     label_config_path,
     label_studio_task_json,
 )
-from spert.evaluation.visualize import render_documents
+from spert.render.pages import render_documents
 from spert.results import Document
 from spert.utils import AtomicFile, atomic_write_text, signals_held
 

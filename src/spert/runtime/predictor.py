@@ -8,6 +8,7 @@ sentences are encoded, batched and decoded by :mod:`spert.model`, raw text is st
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,14 @@ from spert.model.modeling import SpertModel, default_device
 from spert.model.onnx import OnnxEncoder, onnx_path
 from spert.results import Document
 from spert.runtime.extraction import DocumentInput, extract_stream
+
+
+class _Own(Enum):
+    CALIBRATION = "own"
+
+
+#: ``SpERT.predict(calibration=OWN_CALIBRATION)``, the default: the object's own calibration.
+OWN_CALIBRATION = _Own.CALIBRATION
 
 
 class SpERT:
@@ -212,6 +221,7 @@ class SpERT:
         progress: bool = False,
         contexts: Sequence[Context] | None = None,
         relation_threshold: float | None = None,
+        calibration: Calibration | None | _Own = OWN_CALIBRATION,
     ) -> list[Sentence]:
         """Entities and relations for each pre-tokenized sentence, in input order.
 
@@ -223,9 +233,16 @@ class SpERT:
         the :meth:`document_contexts` of the whole input, sliced like the share.
         ``relation_threshold`` replaces every relation threshold (the calibration's per-type
         ones, or ``inference.relation_threshold``) with one cut-off on the (calibrated) score.
+        ``calibration`` is applied instead of the object's own :attr:`calibration` (None: raw
+        scores), e.g. to compare the two without changing the object; one fitted for other
+        types is refused (CalibrationError).
         """
+        if calibration is OWN_CALIBRATION:
+            calibration = self.calibration
+        elif calibration is not None:
+            calibration.check_types(self.types.entities, self.types.relation_names)
         inputs = [_as_sentence(s, i) for i, s in enumerate(sentences)]
-        thresholds = self.relation_thresholds(relation_threshold)
+        thresholds = self.relation_thresholds(relation_threshold, calibration)
         words = self.config.context_words
         if contexts is None:
             contexts = self.document_contexts(inputs)
@@ -251,7 +268,7 @@ class SpERT:
                         self.types,
                         thresholds,
                         self.inference.max_pairs,
-                        self.calibration,
+                        calibration,
                         self.inference.max_entities_per_sentence,
                         self.inference.max_relations_per_sentence,
                     )
@@ -265,15 +282,21 @@ class SpERT:
             self.model.train(was_training)
         return [r for r in results if r is not None]
 
-    def relation_thresholds(self, override: float | None = None) -> list[float]:
-        """The cut-off of each relation type: ``override`` for all, else the calibration's,
-        else ``inference.relation_threshold``."""
+    def relation_thresholds(
+        self,
+        override: float | None = None,
+        calibration: Calibration | None | _Own = OWN_CALIBRATION,
+    ) -> list[float]:
+        """The cut-off of each relation type: ``override`` for all, else the calibration's
+        (``calibration``, by default the object's own), else ``inference.relation_threshold``."""
+        if calibration is OWN_CALIBRATION:
+            calibration = self.calibration
         if override is not None:
             if not 0.0 <= override <= 1.0:
                 raise ValueError(f"relation_threshold must lie in [0, 1], got {override}")
             return [float(override)] * len(self.types.relations)
-        if self.calibration is not None:
-            return list(self.calibration.relation_thresholds)
+        if calibration is not None:
+            return list(calibration.relation_thresholds)
         return [self.inference.relation_threshold] * len(self.types.relations)
 
     def extract(

@@ -27,12 +27,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from spert.calibration import calibrate
 from spert.config import SpertConfig
 from spert.data import Sentence, Types
 from spert.evaluation import evaluate, relation_f1, summarize
 from spert.evaluation.card import write_model_card
 from spert.model.directory import write_calibration
-from spert.runtime.calibrate import calibrate
 from spert.runtime.predictor import SpERT
 from spert.training import checkpoint, distributed
 from spert.training.batches import (

@@ -1,119 +1,19 @@
-"""Calibration of scores: reliability bins and expected calibration error (ECE), the samples
-they are measured on, and the fitting of temperatures, Platt scaling and thresholds.
-
-What is stored and applied is :class:`spert.model.calibration.Calibration`; the passes over
-held-out data that fit it are in :mod:`spert.runtime.calibrate`.
+"""Fitting a calibration's numbers: temperatures and Platt scaling (cross-entropy, LBFGS), the
+entity cut-off and the per-type relation thresholds (F1 or a target precision over the
+candidates' scores). Tensors and arrays in, numbers out; :mod:`spert.calibration.calibrate`
+gathers the logits and scores from a model and puts the numbers into a
+:class:`~spert.model.calibration.Calibration`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from spert.data import Sentence, Types
-from spert.evaluation.metrics import entity_key, relation_key
-
-
-@dataclass(frozen=True)
-class Reliability:
-    """Scores against outcomes in equal-width bins over [0, 1] (a reliability diagram)."""
-
-    edges: list[float]  # bins + 1 edges
-    counts: list[int]  # scores per bin
-    mean_score: list[float]  # mean score per bin (nan where empty)
-    accuracy: list[float]  # fraction of positive outcomes per bin (nan where empty)
-    ece: float  # sum over bins of count / total * |accuracy - mean_score|
-
-
-def reliability(scores: np.ndarray, outcomes: np.ndarray, bins: int = 10) -> Reliability:
-    """Reliability of ``scores`` (probabilities) for binary ``outcomes`` (True = correct)."""
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    outcomes = np.asarray(outcomes, dtype=np.float64).reshape(-1)
-    if scores.shape != outcomes.shape:
-        raise ValueError(f"{len(scores)} scores but {len(outcomes)} outcomes")
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    # Bin i holds (edges[i], edges[i+1]]; a score of 0 goes to the first bin.
-    index = np.clip(np.searchsorted(edges, scores, side="left") - 1, 0, bins - 1)
-    counts = np.bincount(index, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_score = np.bincount(index, scores, bins) / counts
-        accuracy = np.bincount(index, outcomes, bins) / counts
-    filled = counts > 0
-    total = max(int(counts.sum()), 1)
-    ece = float(np.sum(counts[filled] / total * np.abs(accuracy[filled] - mean_score[filled])))
-    return Reliability(edges.tolist(), counts.tolist(), mean_score.tolist(), accuracy.tolist(), ece)
-
-
-# -- what ECE measures: predicted items, their scores and whether each is correct ----------
-
-#: Relations are predicted down to this (calibrated) score to measure calibration: ECE, the
-#: reliability diagrams and precision-recall curves see every relation scored above it.
-SCORE_FLOOR = 0.05
-
-
-@dataclass(frozen=True)
-class CalibrationSamples:
-    """Every predicted entity and relation: its score, whether it is correct, its type."""
-
-    entity_scores: np.ndarray  # (n,) float
-    entity_correct: np.ndarray  # (n,) bool: (span, type) is a gold entity
-    entity_types: np.ndarray  # (n,) str
-    relation_scores: np.ndarray  # (m,) float
-    relation_correct: np.ndarray  # (m,) bool: strictly correct (arguments' spans and types)
-    relation_types: np.ndarray  # (m,) str
-
-
-def calibration_samples(
-    gold: Sequence[Sentence], predicted: Sequence[Sentence], types: Types
-) -> CalibrationSamples:
-    """Each predicted entity and relation of ``predicted`` (aligned with ``gold``) with its
-    score and correctness as :func:`spert.evaluation.metrics.evaluate` judges it: an entity by
-    span and type, a relation strictly (both arguments' spans and types, and the type; the
-    arguments of a symmetric type in either order). Predict at ``relation_threshold=
-    SCORE_FLOOR`` to see the scores a threshold could choose from."""
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
-    symmetric = types.symmetric
-    e_scores: list[float] = []
-    e_correct: list[bool] = []
-    e_types: list[str] = []
-    r_scores: list[float] = []
-    r_correct: list[bool] = []
-    r_types: list[str] = []
-    for g, p in zip(gold, predicted, strict=True):
-        gold_keys = [entity_key(e) for e in g.entities]
-        gold_entities = set(gold_keys)
-        gold_relations = {
-            relation_key(gold_keys[r.head], gold_keys[r.tail], r, symmetric) for r in g.relations
-        }
-        keys = [entity_key(e) for e in p.entities]
-        for entity, key in zip(p.entities, keys):
-            e_scores.append(_score(entity.score))
-            e_correct.append(key in gold_entities)
-            e_types.append(entity.type)
-        for rel in p.relations:
-            key = relation_key(keys[rel.head], keys[rel.tail], rel, symmetric)
-            r_scores.append(_score(rel.score))
-            r_correct.append(key in gold_relations)
-            r_types.append(rel.type)
-    return CalibrationSamples(
-        np.asarray(e_scores, dtype=np.float64),
-        np.asarray(e_correct, dtype=bool),
-        np.asarray(e_types, dtype=object),
-        np.asarray(r_scores, dtype=np.float64),
-        np.asarray(r_correct, dtype=bool),
-        np.asarray(r_types, dtype=object),
-    )
-
-
-def _score(value: float | None) -> float:
-    return 1.0 if value is None else float(value)
-
-
-# -- fitting ---------------------------------------------------------------------------------
+from spert.data.matching import precision_recall_f1
+from spert.evaluation.reliability import SCORE_FLOOR
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 100) -> float:
@@ -180,14 +80,36 @@ def binary_nll(logits: torch.Tensor, labels: torch.Tensor, scale: float, bias: f
     )
 
 
-# -- tuning thresholds -----------------------------------------------------------------------
+# -- tuning cut-offs -----------------------------------------------------------------------
 
 
-def f1(tp: np.ndarray | float, fp: np.ndarray | float, fn: np.ndarray | float) -> np.ndarray:
-    """F1 (0..1) from counts; 0 where there is nothing."""
-    tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
-    den = 2 * tp + fp + fn
-    return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
+def _f1(tp: np.ndarray | int, fp: np.ndarray | int, fn: np.ndarray | int) -> np.ndarray:
+    return precision_recall_f1(tp, fp, fn)[2]
+
+
+def tune_entity_threshold(
+    scores: np.ndarray, correct: np.ndarray, argmax_kept: np.ndarray, gold: int
+) -> float | None:
+    """The "none" decision maximizing entity micro F1 over candidate spans: None (argmax, the
+    spans ``argmax_kept``) unless keeping the spans whose ``scores`` (calibrated entity scores)
+    are at least some cut-off does strictly better. ``correct``: the span's best type is gold;
+    ``gold``: the number of gold entities."""
+    tp = int(np.sum(argmax_kept & correct))
+    argmax_f1 = float(_f1(tp, int(argmax_kept.sum()) - tp, gold - tp))
+    order = np.argsort(-scores, kind="stable")
+    scores, hits = scores[order], correct[order].astype(np.int64)
+    if not len(scores):
+        return None
+    cum_tp = np.cumsum(hits)
+    k = np.arange(1, len(scores) + 1)
+    last_of_tie = np.ones(len(scores), dtype=bool)  # ">= t" keeps all scores tied with t
+    last_of_tie[:-1] = scores[1:] < scores[:-1]
+    candidates = np.where(last_of_tie, _f1(cum_tp, k - cum_tp, gold - cum_tp), -1.0)
+    i = int(np.argmax(candidates))
+    if candidates[i] > argmax_f1 + 1e-12:
+        # Half-way to the next lower score: float32 decoding keeps the same spans.
+        return float(scores[i] + scores[i + 1]) / 2 if i + 1 < len(scores) else float(scores[i]) / 2
+    return None
 
 
 def _cuts(scores: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,7 +144,9 @@ def tune_relation_thresholds(
     """A threshold per relation type (a relation is kept when its score exceeds it).
 
     ``scores``/``correct``/``type_index`` are the predicted relations at the ``floor``
-    threshold (see :func:`calibration_samples`), ``gold_counts`` the gold relations per type.
+    threshold (see :func:`spert.evaluation.reliability.calibration_samples`), ``gold_counts``
+    the gold relations per type.
+
     Without a target: coordinate ascent on micro F1 from the ``start`` thresholds, one type at
     a time, each set to its best cut given the others; every step keeps or raises micro F1,
     so the result is never below ``start``'s on this data. With ``target_precision``: per type
@@ -238,9 +162,8 @@ def tune_relation_thresholds(
         per_type.append((s, *_cuts(s, c)))
     if target_precision is not None:
         thresholds = []
-        for s, k, tp, _ in per_type:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                precision = np.where(k > 0, tp / np.maximum(k, 1), 1.0)
+        for s, k, tp, fp in per_type:
+            precision = precision_recall_f1(tp, fp, 0)[0]
             ok = np.nonzero((precision >= target_precision) & (k > 0))[0]
             thresholds.append(_threshold_above(s, int(k[ok[-1]]), floor) if len(ok) else 1.0)
         return thresholds
@@ -257,10 +180,12 @@ def tune_relation_thresholds(
             counts = [_tp_fp(per_type[o], kept[o]) for o in range(n_types) if o != r]
             others_tp = sum(c[0] for c in counts)
             others_fp = sum(c[1] for c in counts)
-            candidates = f1(others_tp + tp, others_fp + fp, total_gold - others_tp - tp)
+            candidates = _f1(others_tp + tp, others_fp + fp, total_gold - others_tp - tp)
             best = int(np.argmax(candidates))
             now_tp, now_fp = _tp_fp(per_type[r], kept[r])
-            now = float(f1(others_tp + now_tp, others_fp + now_fp, total_gold - others_tp - now_tp))
+            now = float(
+                _f1(others_tp + now_tp, others_fp + now_fp, total_gold - others_tp - now_tp)
+            )
             if candidates[best] > now + 1e-12:
                 kept[r] = int(ks[best])
                 thresholds[r] = _threshold_above(s, kept[r], floor)

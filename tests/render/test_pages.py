@@ -12,7 +12,7 @@ from conftest import chromium
 
 from spert.cli.predict import register as add_parser
 from spert.data import DataError, Entity, Relation, RelationType, Sentence, Types, write_dataset
-from spert.evaluation.visualize import (
+from spert.render.pages import (
     MarkedEntity,
     MarkedRelation,
     SentenceGroup,
@@ -398,3 +398,14 @@ def test_browser_screenshot(tmp_path: Path) -> None:
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 10_000  # more than a blank page
+
+
+def test_old_import_path_still_works_and_warns() -> None:
+    """README named ``spert.evaluation.visualize.render_documents``: it works, and warns."""
+    import importlib
+    import sys
+
+    sys.modules.pop("spert.evaluation.visualize", None)
+    with pytest.warns(DeprecationWarning, match="spert.render.pages"):
+        old = importlib.import_module("spert.evaluation.visualize")
+    assert old.render_documents is render_documents

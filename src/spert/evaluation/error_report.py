@@ -1,4 +1,4 @@
-"""The evaluation report of ``spert eval --report DIR``: how far to trust the scores, and where
+"""The error report of ``spert eval --report DIR``: how far to trust the scores, and where
 the errors come from.
 
 :func:`write_report` writes into ``DIR``:
@@ -6,9 +6,9 @@ the errors come from.
 * ``reliability.png``: reliability diagrams (mean score against the fraction correct, 10 equal
   bins) for entities and relations, before and after calibration when the model has one, with
   the expected calibration error (ECE); measured on the predictions made with relations kept
-  down to a low floor (:data:`spert.evaluation.calibration.SCORE_FLOOR`), so that every
+  down to a low floor (:data:`spert.evaluation.reliability.SCORE_FLOOR`), so that every
   relation the model gives some chance is counted (see
-  :func:`spert.evaluation.calibration.calibration_samples`);
+  :func:`spert.evaluation.reliability.calibration_samples`);
 * ``pr_relations.png`` and ``pr_entities.png``: precision-recall curves per type from the same
   floor predictions (the score as cut-off), with the model's operating point (its actual
   predictions) marked;
@@ -19,7 +19,7 @@ the errors come from.
 * ``report.md``: a summary of all numbers that links the images, and ``report.json``: the
   numbers (metrics, reliability bins, ECE, curves, operating points, breakdown).
 
-Plots need matplotlib (the ``experiments`` extra); nothing else in spert imports it.
+Plots need matplotlib (the ``experiments`` extra); :mod:`spert.render.figures` draws them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from spert.data import Sentence, Types
-from spert.evaluation.calibration import Reliability, calibration_samples, reliability
+from spert.data.matching import EntityKey, precision_recall_f1
 from spert.evaluation.errors import (
     KIND_HELP,
     EntityError,
@@ -43,9 +43,10 @@ from spert.evaluation.errors import (
     error_breakdown,
     kind_title,
 )
-from spert.evaluation.metrics import EntityKey
-from spert.evaluation.visualize import SentenceGroup, render_comparison_groups, write_html
-from spert.utils import atomic_write, atomic_write_text
+from spert.evaluation.reliability import Reliability, calibration_samples, reliability
+from spert.render.figures import new_figure, save_png
+from spert.render.pages import SentenceGroup, render_comparison_groups, write_html
+from spert.utils import atomic_write_text
 
 #: Sentences per error kind on the errors page.
 WORST_SENTENCES = 5
@@ -87,8 +88,8 @@ def precision_recall(scores: np.ndarray, correct: np.ndarray, gold: int) -> dict
     kept = np.arange(1, len(scores) + 1)
     # Tied scores are kept or dropped together: use the last position of each distinct score.
     last = np.flatnonzero(np.r_[scores[1:] != scores[:-1], True]) if len(scores) else kept[:0]
-    precision = tp[last] / kept[last]
-    recall = tp[last] / gold if gold else np.zeros(len(last))
+    tp, kept = tp[last], kept[last]
+    precision, recall, _ = precision_recall_f1(tp, kept - tp, gold - tp)
     # As scikit-learn's average_precision_score: sum of precision times the recall gained at
     # each distinct cut-off, so tied scores do not depend on their order.
     ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision)) if gold else 0.0
@@ -121,10 +122,11 @@ def _reliability_dict(r: Reliability) -> dict[str, Any]:
 
 def _operating_point(row: Mapping[str, int], threshold: float | None) -> dict[str, Any]:
     tp, fp, fn = row["tp"], row["fp"], row["fn"]
+    precision, recall, _ = precision_recall_f1(tp, fp, fn)
     return {
         "threshold": threshold,
-        "precision": round(tp / (tp + fp), 6) if tp + fp else 0.0,
-        "recall": round(tp / (tp + fn), 6) if tp + fn else 0.0,
+        "precision": round(float(precision), 6),
+        "recall": round(float(recall), 6),
         "tp": tp,
         "fp": fp,
         "fn": fn,
@@ -336,22 +338,9 @@ def errors_page(
 # -------------------------------------------------------------------------------- plots
 
 
-def _figure(ncols: int = 1, nrows: int = 1, width: float = 4.5, height: float = 4) -> Any:
-    # The object API (no pyplot): no global state, no GUI backend needed.
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    """Write a figure atomically (a temporary file, then a rename)."""
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), suffix=".png")
-
-
 def plot_reliability(numbers: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Reliability diagrams, entities and relations side by side, before/after calibration."""
-    fig, axes = _figure(ncols=2)
+    fig, axes = new_figure(ncols=2)
     for ax, section in zip(axes[0], ("entities", "relations")):
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
         for variant, style in (("before", "o-"), ("after", "s-")):
@@ -371,7 +360,7 @@ def plot_reliability(numbers: Mapping[str, Mapping[str, Any]], path: Path) -> Pa
             title=f"{section.capitalize()}",
         )
         ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_png(fig, path, dpi=110)
 
 
 def plot_precision_recall(
@@ -384,7 +373,7 @@ def plot_precision_recall(
     names = list(curves) or ["(none)"]
     ncols = min(len(names), 3)
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = _figure(ncols=ncols, nrows=nrows, width=3.8, height=3.4)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=3.8, height=3.4)
     flat = [ax for row in axes for ax in row]
     for ax, name in zip(flat, names):
         curve = curves.get(name)
@@ -407,14 +396,14 @@ def plot_precision_recall(
     for ax in flat[len(names) :]:
         ax.set_visible(False)
     fig.suptitle(f"{section.capitalize()}: precision-recall by score")
-    return _save(fig, path)
+    return save_png(fig, path, dpi=110)
 
 
 def plot_confusion(confusion: Mapping[str, Any], path: Path) -> Path:
     """The entity confusion matrix with a count in every cell."""
     labels, counts = confusion["labels"], np.asarray(confusion["counts"])
     size = 1.0 + 0.7 * len(labels)
-    fig, axes = _figure(width=size + 1.5, height=size)
+    fig, axes = new_figure(width=size + 1.5, height=size)
     ax = axes[0][0]
     image = ax.imshow(np.log1p(counts), cmap="Blues")
     top = counts.max() if counts.size else 0
@@ -425,12 +414,12 @@ def plot_confusion(confusion: Mapping[str, Any], path: Path) -> Path:
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted type", ylabel="gold type", title="Entities by span")
     fig.colorbar(image, ax=ax, label="log(1 + count)")
-    return _save(fig, path)
+    return save_png(fig, path, dpi=110)
 
 
 def plot_errors(counts: Mapping[str, Mapping[str, Mapping[str, int]]], path: Path) -> Path:
     """Horizontal bars: errors per category, false positives and false negatives."""
-    fig, axes = _figure(ncols=2, width=5, height=3.2)
+    fig, axes = new_figure(ncols=2, width=5, height=3.2)
     for ax, section in zip(axes[0], ("entities", "relations")):
         labels, values, colours = [], [], []
         for side, colour in (("fp", "#d62728"), ("fn", "#1f77b4")):
@@ -444,7 +433,7 @@ def plot_errors(counts: Mapping[str, Mapping[str, Mapping[str, int]]], path: Pat
         for k, n in enumerate(values):
             ax.text(n, k, f" {n}", va="center", fontsize=8)
         ax.set(xlabel="errors", title=section.capitalize())
-    return _save(fig, path)
+    return save_png(fig, path, dpi=110)
 
 
 # -------------------------------------------------------------------------------- markdown

@@ -1,5 +1,5 @@
-"""The evaluation report: its files, and numbers that agree with the breakdown, the metrics and
-the reliability of the scores."""
+"""The error report of `spert eval --report`: its files, and numbers that agree with the
+breakdown, the metrics and the reliability of the scores."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from spert.api import SpERT
 from spert.cli import main as cli_main
 from spert.data import Entity, Relation, Sentence, Types, write_dataset
 from spert.evaluation import evaluate
-from spert.evaluation.calibration import calibration_samples, reliability
-from spert.evaluation.errors import error_breakdown
-from spert.evaluation.report import (
+from spert.evaluation.error_report import (
     REPORT_FILES,
     precision_recall,
     report_numbers,
     summary_markdown,
     write_report,
 )
+from spert.evaluation.errors import error_breakdown
+from spert.evaluation.reliability import calibration_samples, reliability
 from spert.model.calibration import Calibration
 
 pytestmark = pytest.mark.usefixtures("one_thread")
