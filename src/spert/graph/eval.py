@@ -23,8 +23,8 @@ from spert.config import GraphConfig
 from spert.data import Sentence
 from spert.graph.source import SourceDocument
 from spert.graph.store import GraphStore, build_graph
+from spert.render.figures import new_figure, save_png
 from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
-from spert.utils import atomic_write
 
 
 def _groups(sentences: Sequence[Sentence], group_size: int) -> Iterator[tuple[str, list]]:
@@ -182,12 +182,8 @@ def evaluate(
 
 def plot_curve(result: GraphEvaluation, path: str | os.PathLike[str], title: str = "") -> None:
     """The precision-recall curve of the predicted edges (by confidence) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    fig, axes = new_figure(width=6, height=4.5)
+    ax = axes[0][0]
     recalls = [p.recall for p in result.curve]
     precisions = [p.precision for p in result.curve]
     ax.plot(recalls, precisions, marker=".", markersize=3, linewidth=1.2)
@@ -208,6 +204,4 @@ def plot_curve(result: GraphEvaluation, path: str | os.PathLike[str], title: str
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"Graph edges: P {result.precision:.3f} R {result.recall:.3f}")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
