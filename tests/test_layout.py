@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spert.runtime",),
     ("spert.training",),
     ("spert.experiments",),
+    ("spert.active",),
     ("spert", "spert.api", "spert.demo", "spert.ray_extract", "spert.spacy_component"),
     ("spert.serve",),
     ("spert.cli", "spert.__main__"),

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from spert.cli import calibrate, data, demo, formats, predict, serve, train
+from spert.cli import active, calibrate, data, demo, formats, predict, serve, train
 from spert.cli.common import CliError, build_config
 from spert.config import ConfigError
 from spert.data import DataError
@@ -21,7 +21,7 @@ from spert.version import __version__
 __all__ = ["CliError", "build_config", "build_parser", "main"]
 
 #: The command groups, in the order of ``spert --help``.
-GROUPS = (train, predict, calibrate, data, formats, demo, serve)
+GROUPS = (train, predict, active, calibrate, data, formats, demo, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

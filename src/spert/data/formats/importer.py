@@ -110,6 +110,29 @@ class ImportResult:
             for name, sentences in self.sentences.items()
         }
 
+    def summary_lines(self) -> list[str]:
+        """What ``spert import`` prints: counts per file, the types, what each kind lost or
+        flagged, and whether the totals reconcile."""
+        lines = [
+            f"{self.files[name]}: {counts['documents']} documents, {counts['sentences']} "
+            f"sentences, {counts['entities']} entities, {counts['relations']} relations"
+            for name, counts in self.summary().items()
+        ]
+        lines.append(
+            f"{self.files['types']}: {len(self.types.entities)} entity types, "
+            f"{len(self.types.relations)} relation types"
+        )
+        for kind, t in self.report.totals().items():
+            lost = ", ".join(f"{n} {reason}" for reason, n in t["not_imported"].items())
+            flagged = ", ".join(f"{n} {reason}" for reason, n in t["flagged"].items())
+            line = f"  {kind}: {t['read']} read, {t['imported']} imported"
+            line += f"; not imported: {lost}" if lost else ""
+            line += f"; flagged: {flagged}" if flagged else ""
+            lines.append(line)
+        verdict = "reconcile" if self.report.reconciles() else "DO NOT reconcile"
+        lines.append(f"totals {verdict}; every entry is in {self.files['report_md']}")
+        return lines
+
 
 def parse_split(text: str) -> tuple[float, float, float]:
     """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1): three non-negative fractions summing to 1."""
