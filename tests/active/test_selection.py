@@ -11,8 +11,8 @@ import torch
 
 from spert.active.selection import (
     binary_entropy,
-    document_margin,
     document_uncertainty,
+    margin,
     rank_documents,
     select,
 )
@@ -51,8 +51,8 @@ def test_uncertainty_sums_entities_and_relations_per_word() -> None:
 
 def test_margin_is_the_most_ambiguous_decision() -> None:
     doc = Document("", [sentence(3, [0.95, 0.6], [0.99])])
-    assert document_margin(doc) == pytest.approx(1 - 0.2)
-    assert document_margin(Document("", [sentence(3)])) == 0.0
+    assert margin(doc.sentences) == pytest.approx(1 - 0.2)
+    assert margin([sentence(3)]) == 0.0
 
 
 def test_rank_documents() -> None:

@@ -95,11 +95,13 @@ def authorization(url: str, api_key: str, timeout: float = 30.0) -> str:
         raise RetrainError(f"{url}: no access token in the answer to the token refresh") from None
 
 
-def _request(url: str, auth: str | None, body: bytes | None, timeout: float) -> bytes:
+def _request(
+    url: str, auth: str | None, body: bytes | None, timeout: float, method: str | None = None
+) -> bytes:
     headers = {"Content-Type": "application/json"}
     if auth:
         headers["Authorization"] = auth
-    request = urllib.request.Request(url, data=body, headers=headers)
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
@@ -133,6 +135,28 @@ def retrain_config(
         options.update(read_toml(config_file))
         source = str(config_file)
     return SpertConfig.from_dict(options, source)
+
+
+def show_version(
+    url: str, api_key: str, project_id: int, version: str, timeout: float = 30.0
+) -> str | None:
+    """Make ``version`` the project's model version (what Label Studio 1.23's data manager
+    averages as "Prediction score" and shows to annotators), unless the project has chosen
+    another source: it is changed only while empty, the title of one of its ML backends, or
+    another ``vN``. Returns the version it replaced (None: left as it was)."""
+    url = url.rstrip("/")
+    auth = authorization(url, api_key, timeout)
+    project = json.loads(_request(f"{url}/api/projects/{project_id}", auth, None, timeout))
+    current = project.get("model_version") or ""
+    if current == version:
+        return None
+    backends = json.loads(_request(f"{url}/api/ml?project={project_id}", auth, None, timeout))
+    titles = {b.get("title") for b in backends if isinstance(b, dict)}
+    if current and current not in titles and not _VERSION_NAME.match(current):
+        return None
+    body = json.dumps({"model_version": version}).encode()
+    _request(f"{url}/api/projects/{project_id}", auth, body, timeout, method="PATCH")
+    return current
 
 
 # -- one run ----------------------------------------------------------------------------------

@@ -45,43 +45,49 @@ def binary_entropy(p: float) -> float:
     return -(p * math.log2(p) + (1.0 - p) * math.log2(1.0 - p))
 
 
-def decision_scores(document: Document) -> list[float]:
-    """The scores of every predicted entity and relation of ``document``."""
+def decision_scores(sentences: Iterable[Any]) -> list[float]:
+    """The scores of every predicted entity and relation of ``sentences`` (anything with
+    ``entities`` and ``relations`` that have a ``score``: extracted or predicted sentences)."""
     scores = []
-    for sentence in document.sentences:
+    for sentence in sentences:
         scores.extend(e.score for e in sentence.entities)
         scores.extend(r.score for r in sentence.relations)
     return scores
 
 
-def document_uncertainty(document: Document) -> float:
-    """Summed binary entropy of the document's predictions, per word (see the module
-    docstring); 0 for a document without words."""
-    words = sum(len(s.tokens) for s in document.sentences)
+def uncertainty(sentences: Sequence[Any]) -> float:
+    """Summed binary entropy of the predictions of ``sentences`` (a document's), per word (see
+    the module docstring); 0 without words."""
+    words = sum(len(s.tokens) for s in sentences)
     if words == 0:
         return 0.0
-    return sum(binary_entropy(p) for p in decision_scores(document)) / words
+    return sum(binary_entropy(p) for p in decision_scores(sentences)) / words
 
 
-def document_margin(document: Document) -> float:
-    """``1 - min |2p - 1|`` over the document's predictions: 1 when one decision is a coin
+def margin(sentences: Sequence[Any]) -> float:
+    """``1 - min |2p - 1|`` over the predictions of ``sentences``: 1 when one decision is a coin
     flip; 0 without predictions."""
-    scores = decision_scores(document)
+    scores = decision_scores(sentences)
     if not scores:
         return 0.0
     return 1.0 - min(abs(2.0 * p - 1.0) for p in scores)
 
 
-def document_score(document: Document, strategy: str = "uncertainty") -> float:
-    """How much annotating ``document`` is worth by ``strategy`` (higher: annotate first);
-    ``random`` has no per-document score (0)."""
+def score(sentences: Sequence[Any], strategy: str = "uncertainty") -> float:
+    """How much annotating a document (its predicted ``sentences``) is worth by ``strategy``
+    (higher: annotate first); ``random`` has no per-document score (0)."""
     if strategy == "uncertainty":
-        return document_uncertainty(document)
+        return uncertainty(sentences)
     if strategy == "margin":
-        return document_margin(document)
+        return margin(sentences)
     if strategy == "random":
         return 0.0
     raise ValueError(f"unknown strategy {strategy!r}; choose {', '.join(STRATEGIES)}")
+
+
+def document_uncertainty(document: Document) -> float:
+    """:func:`uncertainty` of an extracted Document: the backend's task score."""
+    return uncertainty(document.sentences)
 
 
 @dataclass
@@ -93,22 +99,26 @@ class Selected:
     score: float
 
 
-def rank_documents(
-    documents: Sequence[Document], budget: int, strategy: str, seed: int = 0
-) -> list[Selected]:
-    """The ``budget`` documents to annotate first, best first: highest score (ties: input
-    order), or a seeded random draw for ``random``."""
+def rank(scores: Sequence[float], budget: int, strategy: str, seed: int = 0) -> list[Selected]:
+    """The ``budget`` items to annotate first, best first: highest score (ties: input order),
+    or a seeded random draw for ``random``."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose {', '.join(STRATEGIES)}")
     if budget < 1:
         raise ValueError(f"budget must be at least 1, got {budget}")
-    scores = [document_score(d, strategy) for d in documents]
     if strategy == "random":
-        order = list(range(len(documents)))
+        order = list(range(len(scores)))
         random.Random(seed).shuffle(order)
     else:
-        order = sorted(range(len(documents)), key=lambda i: -scores[i])
-    return [Selected(i, rank, scores[i]) for rank, i in enumerate(order[:budget], 1)]
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [Selected(i, r, scores[i]) for r, i in enumerate(order[:budget], 1)]
+
+
+def rank_documents(
+    documents: Sequence[Document], budget: int, strategy: str, seed: int = 0
+) -> list[Selected]:
+    """:func:`rank` of extracted Documents by ``strategy``."""
+    return rank([score(d.sentences, strategy) for d in documents], budget, strategy, seed)
 
 
 def select(

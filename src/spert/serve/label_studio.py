@@ -37,14 +37,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
 from spert.active.retrain import (
     Retrainer,
+    RetrainError,
     RetrainJob,
     model_dir,
     retrain_config,
+    show_version,
     version_name,
     versions,
 )
@@ -215,13 +217,16 @@ class Backend:
         self.hostname: str | None = None
         self.access_token: str | None = None
         self.new_annotations = 0
+        self.shown_version: str | None = None  # the project's model version we last set
         self.retrainer = Retrainer(settings.project_dir, self._job, self._switch)
 
     @property
     def model_version(self) -> str:
         return version_name(self.version)
 
-    def _job(self, version: int, reason: str) -> RetrainJob:
+    def connection(self) -> tuple[str, str, int]:
+        """Label Studio's address, the API key and the project to train from; a ConfigError
+        saying what is missing."""
         url = self.settings.label_studio_url or os.environ.get("LABEL_STUDIO_URL") or self.hostname
         key = self.settings.api_key or os.environ.get("LABEL_STUDIO_API_KEY") or self.access_token
         if not url or not key:
@@ -231,10 +236,14 @@ class Backend:
             )
         if self.project_id is None:
             raise ConfigError("retraining: no Label Studio project has connected yet")
+        return url, key, self.project_id
+
+    def _job(self, version: int, reason: str) -> RetrainJob:
+        url, key, project_id = self.connection()
         return RetrainJob(
             project_dir=self.settings.project_dir,
             version=version,
-            project_id=self.project_id,
+            project_id=project_id,
             label_studio_url=url,
             api_key=key,
             config=self.train_config.to_dict(),
@@ -258,6 +267,28 @@ class Backend:
             len(model.types.relations),
             ", calibrated" if model.calibration is not None else "",
         )
+
+    def show_version(self) -> None:
+        """Make the served version the project's model version in Label Studio (see
+        :func:`spert.active.retrain.show_version`), once per version; failures are logged."""
+        version = self.model_version
+        if self.shown_version == version:
+            return
+        try:
+            url, key, project_id = self.connection()
+            replaced = show_version(url, key, project_id, version)
+        except (ConfigError, RetrainError, ValueError) as e:
+            logger.warning("could not set the project's model version to %s: %s", version, e)
+            return
+        self.shown_version = version
+        if replaced is not None:
+            logger.info(
+                "project %d: model version %r -> %r (the data manager's prediction score is "
+                "the task score of this version)",
+                project_id,
+                replaced,
+                version,
+            )
 
     def remember_project(self, project: Any) -> None:
         """The project id of /setup's ``"ID.TIMESTAMP"`` or a webhook's project object."""
@@ -300,6 +331,7 @@ class Backend:
 
     def request_training(self, reason: str) -> str:
         try:
+            self.connection()
             state = self.retrainer.request(reason)
         except ConfigError as e:
             logger.error("%s", e)
@@ -365,7 +397,7 @@ def create_label_studio_app(
         return {"status": "UP", "model_version": backend.model_version, "v2": True}
 
     @app.post("/setup", summary="Map the project's labeling config; answer the model version")
-    async def setup(body: dict[str, Any]) -> dict[str, Any]:
+    async def setup(body: dict[str, Any], background: BackgroundTasks) -> dict[str, Any]:
         config = _label_config(body.get("schema"))
         backend.remember_project(body.get("project"))
         backend.hostname = body.get("hostname") or backend.hostname
@@ -374,6 +406,8 @@ def create_label_studio_app(
         unknown = {k: v for k, v in {**mapping.config_only, **mapping.model_only}.items() if v}
         if unknown:
             logger.warning("labeling config of project %s: %s", backend.project_id, unknown)
+        if backend.shown_version != backend.model_version:
+            background.add_task(backend.show_version)  # after the answer: Label Studio waits
         return {
             "model_version": backend.model_version,
             "text_field": config.text_field,
