@@ -134,6 +134,8 @@ def verdict(curves: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     if "random" not in curves or "uncertainty" not in curves:
         return {"note": "needs both the uncertainty and the random runs"}
     target = curves["random"][-1]
+    if target["rel_plus_f1"] <= curves["random"][0]["rel_plus_f1"]:
+        return {"note": "random selection's rel+ F1 did not rise over the rounds: no verdict"}
     reached = next(
         (p for p in curves["uncertainty"] if p["rel_plus_f1"] >= target["rel_plus_f1"]), None
     )
