@@ -186,8 +186,14 @@ def run_job(job: RetrainJob) -> Path:
     work.mkdir(parents=True)
     handler = logging.FileHandler(work / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
     root = logging.getLogger()
     root.addHandler(handler)
+    # The run's record holds its INFO lines, whatever the caller's logging level.
+    spert_logger = logging.getLogger("spert")
+    level = spert_logger.level
+    if spert_logger.getEffectiveLevel() > logging.INFO:
+        spert_logger.setLevel(logging.INFO)
     started = time.time()
     try:
         info = _train_version(job, work)
@@ -197,6 +203,7 @@ def run_job(job: RetrainJob) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         root.removeHandler(handler)
         handler.close()
+        spert_logger.setLevel(level)
         os.replace(work, final)  # the version appears whole or not at all
         logger.info(
             "version %s ready in %s (%.0f s)", version_name(job.version), final, info["seconds"]
@@ -206,9 +213,13 @@ def run_job(job: RetrainJob) -> Path:
         logger.exception("retraining %s failed", version_name(job.version))
         root.removeHandler(handler)
         handler.close()
-        failed = (
-            project / FAILED_DIR / f"{version_name(job.version)}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
+        spert_logger.setLevel(level)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        failed = project / FAILED_DIR / f"{version_name(job.version)}-{stamp}"
+        n = 1
+        while failed.exists():  # two failures in one second
+            n += 1
+            failed = failed.with_name(f"{version_name(job.version)}-{stamp}-{n}")
         failed.parent.mkdir(parents=True, exist_ok=True)
         os.replace(work, failed)
         raise
