@@ -171,7 +171,7 @@ class RetrainJob:
     api_key: str
     config: dict[str, Any]
     """SpertConfig options of the training (``calibrate`` is set by the run)."""
-    min_dev_documents: int = 10
+    min_dev_documents: int = 50
     """Hold out a dev set (a fifth of the documents, for calibration) from this many on."""
     reason: str = ""
 

@@ -29,6 +29,8 @@ import asyncio
 import logging
 import os
 import socket
+import threading
+import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -218,6 +220,7 @@ class Backend:
         self.access_token: str | None = None
         self.new_annotations = 0
         self.shown_version: str | None = None  # the project's model version we last set
+        self._showing = threading.Lock()
         self.retrainer = Retrainer(settings.project_dir, self._job, self._switch)
 
     @property
@@ -268,27 +271,43 @@ class Backend:
             ", calibrated" if model.calibration is not None else "",
         )
 
-    def show_version(self) -> None:
+    def show_version(self, attempts: int = 1, pause_s: float = 2.0) -> None:
         """Make the served version the project's model version in Label Studio (see
-        :func:`spert.active.retrain.show_version`), once per version; failures are logged."""
-        version = self.model_version
-        if self.shown_version == version:
-            return
+        :func:`spert.active.retrain.show_version`), once per version. Label Studio accepts
+        only a version it has predictions of, so after predicting this waits and tries again
+        (``attempts``); failures are logged."""
+        if not self._showing.acquire(blocking=False):
+            return  # another request is on it
         try:
-            url, key, project_id = self.connection()
-            replaced = show_version(url, key, project_id, version)
-        except (ConfigError, RetrainError, ValueError) as e:
-            logger.warning("could not set the project's model version to %s: %s", version, e)
+            self._show_version(attempts, pause_s)
+        finally:
+            self._showing.release()
+
+    def _show_version(self, attempts: int, pause_s: float) -> None:
+        version = self.model_version
+        for attempt in range(attempts):
+            if self.shown_version == version:
+                return
+            try:
+                url, key, project_id = self.connection()
+                replaced = show_version(url, key, project_id, version)
+            except (ConfigError, RetrainError, ValueError) as e:
+                if "doesn't exist" in str(e) and attempt + 1 < attempts:
+                    time.sleep(pause_s)  # Label Studio has not saved the predictions yet
+                    continue
+                level = logging.INFO if "doesn't exist" in str(e) else logging.WARNING
+                logger.log(level, "the project's model version stays as it is for now: %s", e)
+                return
+            self.shown_version = version
+            if replaced is not None:
+                logger.info(
+                    "project %d: model version %r -> %r (the data manager's prediction score "
+                    "is the task score of this version)",
+                    project_id,
+                    replaced,
+                    version,
+                )
             return
-        self.shown_version = version
-        if replaced is not None:
-            logger.info(
-                "project %d: model version %r -> %r (the data manager's prediction score is "
-                "the task score of this version)",
-                project_id,
-                replaced,
-                version,
-            )
 
     def remember_project(self, project: Any) -> None:
         """The project id of /setup's ``"ID.TIMESTAMP"`` or a webhook's project object."""
@@ -415,7 +434,7 @@ def create_label_studio_app(
         }
 
     @app.post("/predict", summary="Regions, relations and scores for Label Studio tasks")
-    async def predict(body: dict[str, Any]) -> Any:
+    async def predict(body: dict[str, Any], background: BackgroundTasks) -> Any:
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
             raise HTTPException(422, "'tasks' must be a list of tasks")
@@ -425,6 +444,8 @@ def create_label_studio_app(
             results, version = await backend.predict(tasks, config, settings)
         except Unavailable as e:
             return JSONResponse({"detail": str(e)}, status_code=503, headers={"retry-after": "1"})
+        if backend.shown_version != version:  # once Label Studio has saved these predictions
+            background.add_task(backend.show_version, attempts=5)
         return {"results": results, "model_version": version}
 
     @app.post("/webhook", summary="Label Studio events: START_TRAINING retrains", status_code=201)

@@ -90,8 +90,9 @@ class BackendSettings:
     """Training preset of a retraining (with the served model's model options)."""
     train_config: str | None = None
     """TOML file of training options, over the preset."""
-    min_dev_documents: int = 10
-    """From this many annotated documents on, a fifth is held out to calibrate the model."""
+    min_dev_documents: int = 50
+    """From this many annotated documents on, a fifth is held out to calibrate the model (on
+    fewer held-out sentences a calibration is mostly noise)."""
     label_studio_url: str | None = None
     """Label Studio's address (default: $LABEL_STUDIO_URL, else the hostname /setup sends)."""
     api_key: str | None = None
