@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import label_studio_result
 
 from spert.active.retrain import (
     FAILED_DIR,
@@ -45,35 +46,11 @@ def export(copies: int) -> list[dict[str, Any]]:
     tasks = []
     for _ in range(copies):
         for text, entities in TEXTS:
-            result = []
-            for i, (label, span) in enumerate(entities):
-                start = text.index(span)
-                value = {"start": start, "end": start + len(span), "text": span, "labels": [label]}
-                result.append(
-                    {
-                        "id": f"r{i}",
-                        "from_name": "label",
-                        "to_name": "text",
-                        "type": "labels",
-                        "value": value,
-                    }
-                )
-            if len(entities) > 1:
-                result.append(
-                    {
-                        "from_id": "r0",
-                        "to_id": "r1",
-                        "type": "relation",
-                        "direction": "right",
-                        "labels": ["Work_For"],
-                    }
-                )
+            relations = [("Work_For", 0, 1)] if len(entities) > 1 else []
+            result = label_studio_result(text, entities, relations)
+            n = len(tasks) + 1
             tasks.append(
-                {
-                    "id": len(tasks) + 1,
-                    "data": {"text": text},
-                    "annotations": [{"id": len(tasks) + 1, "result": result}],
-                }
+                {"id": n, "data": {"text": text}, "annotations": [{"id": n, "result": result}]}
             )
     return tasks
 

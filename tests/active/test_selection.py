@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import keeping_model
 
 from spert.active.selection import (
     binary_entropy,
@@ -18,8 +18,6 @@ from spert.active.selection import (
 )
 from spert.api import SpERT
 from spert.cli import main
-from spert.config import SpertConfig
-from spert.data import RelationType, Types
 from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -77,14 +75,8 @@ def test_rank_documents() -> None:
 
 @pytest.fixture(scope="module")
 def model_dir(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained tiny model that keeps some entities (the "none" class pushed up)."""
-    types = Types(("Peop", "Org", "Loc"), (RelationType("Work_For"), RelationType("Live_In")))
-    torch.manual_seed(0)
-    model = SpERT.create(types, SpertConfig(encoder=str(bert_dir), max_span_size=4), "cpu")
-    with torch.no_grad():
-        model.model.entity_classifier.bias[0] = 1.5
     path = tmp_path_factory.mktemp("select") / "model"
-    model.save(path)
+    keeping_model(bert_dir).save(path)
     return path
 
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import keeping_model
 from fastapi.testclient import TestClient
 
 from spert.active.selection import document_uncertainty
 from spert.api import SpERT
-from spert.config import SpertConfig
-from spert.data import RelationType, Types
 from spert.serve import ServeSettings
 from spert.serve.label_studio import (
     LabelConfigError,
@@ -46,16 +44,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model(bert_dir: Path) -> SpERT:
-    """An untrained tiny model that keeps some entities (the "none" class pushed up)."""
-    types = Types(
-        ("Peop", "Org", "Loc"),
-        (RelationType("Work_For"), RelationType("Live_In"), RelationType("Spouse", True)),
-    )
-    torch.manual_seed(0)
-    spert = SpERT.create(types, SpertConfig(encoder=str(bert_dir), max_span_size=4), "cpu")
-    with torch.no_grad():
-        spert.model.entity_classifier.bias[0] = 1.5
-    return spert
+    return keeping_model(bert_dir)
 
 
 @pytest.fixture()

@@ -12,6 +12,7 @@ The model is a tiny random encoder (tests/conftest.py), so that retraining takes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -23,11 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
-
-from spert.api import SpERT
-from spert.config import SpertConfig
-from spert.data import RelationType, Types
+from conftest import keeping_model, label_studio_result
 
 VENV = Path(
     os.environ.get("SPERT_LABEL_STUDIO_VENV", Path.home() / ".cache/spert-test/label-studio-venv")
@@ -93,6 +90,33 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+@contextlib.contextmanager
+def running(
+    command: list[str], env: dict[str, str], port: int, log: Path, timeout: float, what: str
+) -> Iterator[str]:
+    """A server started by ``command`` (output to ``log``), once its /health answers on
+    ``port``; stopped at the end. Fails, with the log's end, if it exits or is not up in
+    ``timeout`` seconds."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: (
+                process.poll() is not None
+                or httpx.get(f"{url}/health", timeout=2).status_code == 200
+            ),
+            timeout,
+            what,
+            log,
+        )
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        stop(process)
+
+
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Label Studio on a free loopback port, with a user and a legacy API token."""
@@ -131,27 +155,8 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         TOKEN,
         "--enable-legacy-api-token",
     ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: (
-                process.poll() is None
-                and httpx.get(f"{url}/health", timeout=2).status_code == 200
-                or process.poll() is not None
-            ),
-            START_TIMEOUT_S,
-            "Label Studio to start",
-            log,
-        )
-        if process.poll() is not None:
-            pytest.fail(
-                f"Label Studio exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
+    with running(command, env, port, log, START_TIMEOUT_S, "Label Studio") as url:
         yield url
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +166,7 @@ def backend(
     """``spert serve --label-studio`` with an untrained tiny model (it keeps some entities:
     the "none" class pushed up) and a training config of 2 epochs on the tiny encoder."""
     folder = tmp_path_factory.mktemp("backend")
-    types = Types(
-        ("Peop", "Org", "Loc"),
-        (RelationType("Work_For"), RelationType("Live_In"), RelationType("Spouse", True)),
-    )
-    torch.manual_seed(0)
-    model = SpERT.create(types, SpertConfig(encoder=str(bert_dir), max_span_size=4), "cpu")
-    with torch.no_grad():
-        model.model.entity_classifier.bias[0] = 1.5
+    model = keeping_model(bert_dir)
     model.save(folder / "model")
     (folder / "train.toml").write_text(
         f'encoder = "{bert_dir}"\nepochs = 2\ntrain_batch_size = 2\nneg_entity_count = 20\n'
@@ -202,19 +200,8 @@ def backend(
         "--threads",
         "1",
     ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200,
-            180,
-            "the backend",
-            log,
-        )
+    with running(command, env, port, log, 180, "the backend") as url:
         yield url, project_dir, log
-    finally:
-        stop(process)
 
 
 def api(label_studio: str) -> httpx.Client:
@@ -237,31 +224,7 @@ def predictions_of(ls: httpx.Client, project: int, version: str) -> list[dict[st
 
 
 def annotation(text: str) -> list[dict[str, Any]]:
-    entities, relations = GOLD[text]
-    result: list[dict[str, Any]] = []
-    for i, (label, span) in enumerate(entities):
-        start = text.index(span)
-        value = {"start": start, "end": start + len(span), "text": span, "labels": [label]}
-        result.append(
-            {
-                "id": f"r{i}",
-                "from_name": "label",
-                "to_name": "text",
-                "type": "labels",
-                "value": value,
-            }
-        )
-    for label, head, tail in relations:
-        result.append(
-            {
-                "from_id": f"r{head}",
-                "to_id": f"r{tail}",
-                "type": "relation",
-                "direction": "right",
-                "labels": [label],
-            }
-        )
-    return result
+    return label_studio_result(text, *GOLD[text])
 
 
 def test_label_studio_predicts_and_retrains(

@@ -28,12 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -57,7 +55,7 @@ from spert.config import ConfigError, SpertConfig
 from spert.data.formats.document import CharDocument, document_from_extraction
 from spert.data.formats.label_studio import label_studio_results
 from spert.results import Document
-from spert.serve.app import _Guard, set_threads, torch_threads
+from spert.serve.app import default_worker_id, new_app, set_threads, torch_threads
 from spert.serve.batching import MicroBatcher, Unavailable
 from spert.serve.settings import BackendSettings, ServeSettings
 from spert.version import __version__
@@ -390,24 +388,14 @@ def create_label_studio_app(
     backend_settings = backend_settings or BackendSettings()
     extractor = MicroBatcher(model, settings)
     backend = Backend(model, version, extractor, backend_settings, settings.calibration)
-    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await extractor.start()
-        try:
-            yield
-        finally:
-            await extractor.close()
-
-    app = FastAPI(
-        title="spert Label Studio ML backend",
-        version=__version__,
-        description="SpERT as a Label Studio ML backend: pre-annotations with relations and "
-        "calibrated scores, retraining, and task scores for choosing what to annotate next.",
-        lifespan=lifespan,
+    app = new_app(
+        "spert Label Studio ML backend",
+        "SpERT as a Label Studio ML backend: pre-annotations with relations and calibrated "
+        "scores, retraining, and task scores for choosing what to annotate next.",
+        extractor,
+        settings,
+        worker_id or default_worker_id(),
     )
-    app.add_middleware(_Guard, max_body_bytes=settings.max_body_bytes, worker_id=worker_id)
     app.state.backend = backend
 
     @app.get("/health", summary="Liveness, as Label Studio checks it")
