@@ -61,7 +61,8 @@ def choose(
     else:
         predicted = model.predict(pool, batch_size=batch, progress=True)
         scores = [score([p], strategy) for p in predicted]
-    return [s.index for s in rank(scores, min(budget, len(pool)), strategy, seed)]
+    keys = [tuple(s.tokens) for s in pool] if strategy != "random" else None
+    return [s.index for s in rank(scores, min(budget, len(pool)), strategy, seed, keys)]
 
 
 def run_strategy(

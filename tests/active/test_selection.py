@@ -13,6 +13,7 @@ from spert.active.selection import (
     binary_entropy,
     document_uncertainty,
     margin,
+    rank,
     rank_documents,
     select,
 )
@@ -55,9 +56,9 @@ def test_margin_is_the_most_ambiguous_decision() -> None:
 
 def test_rank_documents() -> None:
     docs = [
-        Document("", [sentence(5, [0.99])]),  # sure
-        Document("", [sentence(5, [0.5, 0.5])]),  # most uncertain
-        Document("", [sentence(5, [0.7])]),
+        Document("sure", [sentence(5, [0.99])]),
+        Document("most uncertain", [sentence(5, [0.5, 0.5])]),
+        Document("unsure", [sentence(5, [0.7])]),
     ]
     chosen = rank_documents(docs, 2, "uncertainty")
     assert [(c.index, c.rank) for c in chosen] == [(1, 1), (2, 2)]
@@ -67,6 +68,10 @@ def test_rank_documents() -> None:
     assert sorted(draws[0]) == list(range(15))  # a permutation
     assert draws[0] != draws[1]
     assert draws[0] == [c.index for c in rank_documents(docs * 5, 15, "random", 0)]
+    # The same text twice: chosen once.
+    twins = [Document("a  b", docs[1].sentences), Document("a b", docs[1].sentences), docs[2]]
+    assert [c.index for c in rank_documents(twins, 3, "uncertainty")] == [0, 2]
+    assert [c.index for c in rank([0.9, 0.9, 0.5], 3, "margin", keys=["x", "y", "x"])] == [0, 1]
     with pytest.raises(ValueError, match="unknown strategy"):
         rank_documents(docs, 1, "entropy")
     with pytest.raises(ValueError, match="budget"):

@@ -19,6 +19,9 @@ document's predictions (the margin between the predicted label's probability and
 alternative, as in margin sampling); ``random`` draws documents uniformly (seeded), the
 baseline.
 
+A text that was chosen already is passed over (one of each: a duplicate, such as a repeated
+dateline, teaches nothing new and would share the first one's score).
+
 What neither sees: a document where the model predicts nothing scores 0 (sure), also when it
 misses entities; the decisions come from decoded predictions only.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,9 +102,17 @@ class Selected:
     score: float
 
 
-def rank(scores: Sequence[float], budget: int, strategy: str, seed: int = 0) -> list[Selected]:
+def rank(
+    scores: Sequence[float],
+    budget: int,
+    strategy: str,
+    seed: int = 0,
+    keys: Sequence[Hashable] | None = None,
+) -> list[Selected]:
     """The ``budget`` items to annotate first, best first: highest score (ties: input order),
-    or a seeded random draw for ``random``."""
+    or a seeded random draw for ``random``. With ``keys`` (e.g. the texts), an item whose key
+    was chosen already is passed over: annotating a duplicate teaches nothing new, and a
+    corpus's repeated lines (datelines, boilerplate) share one score."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose {', '.join(STRATEGIES)}")
     if budget < 1:
@@ -111,14 +122,25 @@ def rank(scores: Sequence[float], budget: int, strategy: str, seed: int = 0) -> 
         random.Random(seed).shuffle(order)
     else:
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    if keys is not None:
+        seen: set[Hashable] = set()
+        unique = []
+        for i in order:
+            if keys[i] not in seen:
+                seen.add(keys[i])
+                unique.append(i)
+        order = unique
     return [Selected(i, r, scores[i]) for r, i in enumerate(order[:budget], 1)]
 
 
 def rank_documents(
     documents: Sequence[Document], budget: int, strategy: str, seed: int = 0
 ) -> list[Selected]:
-    """:func:`rank` of extracted Documents by ``strategy``."""
-    return rank([score(d.sentences, strategy) for d in documents], budget, strategy, seed)
+    """:func:`rank` of extracted Documents by ``strategy``, one of each text (but ``random``,
+    the baseline, draws from all)."""
+    scores = [score(d.sentences, strategy) for d in documents]
+    keys = None if strategy == "random" else [" ".join(d.text.split()) for d in documents]
+    return rank(scores, budget, strategy, seed, keys)
 
 
 def select(
@@ -131,8 +153,8 @@ def select(
     progress: bool = False,
 ) -> tuple[list[Selected], list[Document]]:
     """Predict ``inputs`` (what ``SpERT.extract`` takes) with ``model`` and choose ``budget``
-    of them (see :func:`rank_documents`); also returns every predicted Document. ``random``
-    predicts nothing."""
+    of them, one of each text (see :func:`rank_documents`); also returns every predicted
+    Document. ``random`` predicts nothing (and keeps duplicates: it is the baseline)."""
     items = list(inputs)
     if strategy == "random":
         documents = [Document("") for _ in items]
