@@ -25,6 +25,7 @@ from spert.active.retrain import (
     versions,
 )
 from spert.config import SpertConfig
+from spert.data import Sentence, Types, write_dataset
 from spert.model.calibration import CALIBRATION_FILE
 
 KEY = "test-key"
@@ -188,3 +189,28 @@ def _bad(tmp_path: Path, url: str, config: SpertConfig, version: int) -> Retrain
     bad = job(tmp_path, url, config, version)
     bad.api_key = "wrong"
     return bad
+
+
+def test_train_data_is_added_to_the_annotations(
+    tmp_path: Path,
+    label_studio: FakeLabelStudio,
+    tiny_config: SpertConfig,
+    sentences: list[Sentence],
+    types: Types,
+) -> None:
+    data, types_file = tmp_path / "base.json", tmp_path / "types.json"
+    write_dataset(data, sentences)
+    types_file.write_text(json.dumps(types.to_dict()))
+    extra = {"train_data": [str(data)], "train_types": str(types_file), "min_dev_documents": 99}
+    folder = run_job(job(tmp_path, label_studio.url, tiny_config, **extra))
+    info = json.loads((folder / "version.json").read_text())
+    assert info["train_data"] == {"files": [str(data)], "sentences": 3}
+    assert info["splits"]["train"]["sentences"] == 12
+    # The model knows the annotated types and those of the data (Live_In, Spouse: only there).
+    saved = json.loads((folder / "final" / "spert.json").read_text())["types"]
+    assert list(saved["entities"]) == ["Peop", "Org", "Loc"]
+    assert sorted(saved["relations"]) == ["Live_In", "Spouse", "Work_For"]
+    assert (
+        "training on 15 sentences (12 annotated documents, 3 sentences of 1 data file(s))"
+        in (folder / "train.log").read_text()
+    )

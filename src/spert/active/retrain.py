@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from spert.config import MODEL_OPTIONS, ModelConfig, SpertConfig, preset, read_toml
-from spert.data import read_dataset
-from spert.data.formats.importer import ImportOptions, import_documents
+from spert.data import read_dataset, read_types
+from spert.data.formats.importer import ImportOptions, import_documents, merge_types
 from spert.training import train
 from spert.utils import atomic_write, atomic_write_text
 
@@ -174,6 +174,10 @@ class RetrainJob:
     min_dev_documents: int = 50
     """Hold out a dev set (a fifth of the documents, for calibration) from this many on."""
     reason: str = ""
+    train_data: list[str] = field(default_factory=list)
+    """SpERT dataset files added to every retraining's training set (e.g. the data the first
+    model was trained on), with their types file ``train_types``."""
+    train_types: str | None = None
 
 
 def run_job(job: RetrainJob) -> Path:
@@ -250,15 +254,26 @@ def _train_version(job: RetrainJob, work: Path) -> dict[str, Any]:
     for line in result.summary_lines():
         logger.info("import: %s", line)
     types = result.types
+    if job.train_data:
+        if not job.train_types:
+            raise RetrainError("train_data needs its types file (train_types)")
+        types = merge_types(types, read_types(job.train_types))
+        assert types is not None
     train_data = read_dataset(result.files["train"], types)
+    annotated = len(train_data)
+    for path in job.train_data:
+        train_data += read_dataset(path, types)
     dev_data = read_dataset(result.files["dev"], types) if with_dev else []
     if not train_data:
         raise RetrainError(f"project {job.project_id}: no training sentence after the import")
     config = SpertConfig.from_dict({**job.config, "calibrate": bool(dev_data)}, "retraining")
     logger.info(
-        "training on %d sentences (%d documents)%s",
+        "training on %d sentences (%d annotated documents%s)%s",
         len(train_data),
         len(result.documents["train"]),
+        f", {len(train_data) - annotated} sentences of {len(job.train_data)} data file(s)"
+        if job.train_data
+        else "",
         f", calibrating on {len(dev_data)} held-out sentences" if dev_data else "",
     )
     train(config, train_data, types, work, dev_data=dev_data or None, progress=False)
@@ -268,6 +283,7 @@ def _train_version(job: RetrainJob, work: Path) -> dict[str, Any]:
         "reason": job.reason,
         "tasks": len(tasks),
         "splits": result.summary(),
+        "train_data": {"files": job.train_data, "sentences": len(train_data) - annotated},
         "calibrated": bool(dev_data),
         "entity_types": list(types.entities),
         "relation_types": list(types.relation_names),

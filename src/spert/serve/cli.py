@@ -104,6 +104,8 @@ def backend_settings_from_args(args: argparse.Namespace) -> BackendSettings | No
         preset=args.preset,
         train_config=args.train_config,
         min_dev_documents=args.min_dev_documents,
+        train_data=tuple(args.train_data or ()),
+        train_types=args.train_types,
     )
 
 
@@ -181,6 +183,14 @@ def _add_label_studio(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--train-config", help="TOML file of training options (SpertConfig fields), over the preset"
     )
+    group.add_argument(
+        "--train-data",
+        nargs="+",
+        metavar="FILE",
+        help="SpERT dataset files added to every retraining (e.g. the data the --model learned "
+        "from; otherwise a retraining knows only the project's annotations)",
+    )
+    group.add_argument("--train-types", help="the types file of --train-data")
     group.add_argument(
         "--min-dev-documents",
         type=int,

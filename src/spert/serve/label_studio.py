@@ -250,6 +250,8 @@ class Backend:
             config=self.train_config.to_dict(),
             min_dev_documents=self.settings.min_dev_documents,
             reason=reason,
+            train_data=list(self.settings.train_data),
+            train_types=self.settings.train_types,
         )
 
     def _switch(self, version: int, path: Path) -> None:

@@ -5,6 +5,7 @@ These describe a deployment, not a model, so they live here and not in SpertConf
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -90,6 +91,11 @@ class BackendSettings:
     """Training preset of a retraining (with the served model's model options)."""
     train_config: str | None = None
     """TOML file of training options, over the preset."""
+    train_data: tuple[str, ...] = ()
+    """SpERT dataset files added to every retraining (e.g. what the first model learned from:
+    otherwise a retraining knows only the project's annotations)."""
+    train_types: str | None = None
+    """The types file of ``train_data``."""
     min_dev_documents: int = 50
     """From this many annotated documents on, a fifth is held out to calibrate the model (on
     fewer held-out sentences a calibration is mostly noise)."""
@@ -101,3 +107,8 @@ class BackendSettings:
     def __post_init__(self) -> None:
         if self.train_every < 0:
             raise ConfigError(f"train_every must not be negative, got {self.train_every}")
+        if self.train_data and not self.train_types:
+            raise ConfigError("--train-data needs --train-types (the types file of the data)")
+        for path in (*self.train_data, self.train_types or ""):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{path}: no such file")

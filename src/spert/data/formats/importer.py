@@ -236,7 +236,7 @@ def import_documents(
             paths = split_inputs.get(name) or ()
             docs, found = read(list(paths), report, options) if paths else ([], None)
             documents[name] = docs
-            declared = _merge_types(declared, found)
+            declared = merge_types(declared, found)
         _unique_ids([d for name in SPLITS for d in documents[name]], report)
     else:
         if not inputs:
@@ -262,7 +262,8 @@ def import_documents(
     return result
 
 
-def _merge_types(a: Types | None, b: Types | None) -> Types | None:
+def merge_types(a: Types | None, b: Types | None) -> Types | None:
+    """The types of ``a``, then those of ``b`` that ``a`` lacks (by name)."""
     if a is None or b is None:
         return a or b
     entities = list(a.entities) + [e for e in b.entities if e not in a.entities]
