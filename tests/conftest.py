@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -170,4 +171,38 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def keeping_model(bert_dir: Path, types: Types | None = None) -> Any:
+    """An untrained tiny SpERT model that keeps some entities (its "none" class pushed up, so
+    that not every span is one) and so predicts relations too: for tests of what is done with
+    predictions."""
+    from spert.api import SpERT
+
+    types = types or Types(
+        ("Peop", "Org", "Loc"),
+        (RelationType("Work_For"), RelationType("Live_In"), RelationType("Spouse", True)),
+    )
+    torch.manual_seed(0)
+    model = SpERT.create(types, SpertConfig(encoder=str(bert_dir), max_span_size=4), "cpu")
+    with torch.no_grad():
+        model.model.entity_classifier.bias[0] = 1.5
+    return model
+
+
+def label_studio_result(
+    text: str, entities: list[tuple[str, str]], relations: list[tuple[str, int, int]]
+) -> list[dict[str, Any]]:
+    """A Label Studio annotation's ``result``: regions (type, span text, found in ``text``) and
+    relations (type, head index, tail index) over the config's ``label`` and ``text`` tags."""
+    result: list[dict[str, Any]] = []
+    for i, (label, span) in enumerate(entities):
+        start = text.index(span)
+        value = {"start": start, "end": start + len(span), "text": span, "labels": [label]}
+        region = {"id": f"r{i}", "from_name": "label", "to_name": "text", "type": "labels"}
+        result.append({**region, "value": value})
+    for label, head, tail in relations:
+        relation = {"from_id": f"r{head}", "to_id": f"r{tail}", "type": "relation"}
+        result.append({**relation, "direction": "right", "labels": [label]})
     return result

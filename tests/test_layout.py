@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spert.calibration",),
     ("spert.training",),
     ("spert.experiments",),
-    ("spert.graph",),
+    ("spert.graph", "spert.active"),
     ("spert", "spert.api", "spert.demo", "spert.ray_extract", "spert.spacy_component"),
     ("spert.serve",),
     ("spert.cli", "spert.__main__"),

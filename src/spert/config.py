@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -377,6 +378,41 @@ class ServeSettings:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+@dataclass
+class BackendSettings:
+    """What ``spert serve --label-studio`` adds to the server settings."""
+
+    project_dir: str = "spert-label-studio"
+    """Model versions (``versions/vN``), training runs and failed runs' logs."""
+    train_every: int = 0
+    """Retrain after every this many new or updated annotations (0: only on START_TRAINING)."""
+    preset: str = "fast"
+    """Training preset of a retraining (with the served model's model options)."""
+    train_config: str | None = None
+    """TOML file of training options, over the preset."""
+    train_data: tuple[str, ...] = ()
+    """SpERT dataset files added to every retraining (e.g. what the first model learned from:
+    otherwise a retraining knows only the project's annotations)."""
+    train_types: str | None = None
+    """The types file of ``train_data``."""
+    min_dev_documents: int = 50
+    """From this many annotated documents on, a fifth is held out to calibrate the model (on
+    fewer held-out sentences a calibration is mostly noise)."""
+    label_studio_url: str | None = None
+    """Label Studio's address (default: $LABEL_STUDIO_URL, else the hostname /setup sends)."""
+    api_key: str | None = None
+    """Its API key (default: $LABEL_STUDIO_API_KEY, else the token /setup sends)."""
+
+    def __post_init__(self) -> None:
+        if self.train_every < 0:
+            raise ConfigError(f"train_every must not be negative, got {self.train_every}")
+        if self.train_data and not self.train_types:
+            raise ConfigError("--train-data needs --train-types (the types file of the data)")
+        for path in (*self.train_data, self.train_types or ""):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{path}: no such file")
 
 
 @dataclass(frozen=True)

@@ -207,11 +207,14 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def setup_logging(process_id: bool = False) -> None:
-    """The commands' logging: INFO lines with time and level (and the process id, where the
-    logs of several processes interleave); transformers quiet."""
+def setup_logging(process_id: bool = False, tag: str = "") -> None:
+    """The commands' logging: INFO lines with time and level (and the process id, or a
+    ``[tag]``, where the logs of several processes interleave); transformers quiet."""
     pid = " [%(process)d]" if process_id else ""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s{pid} %(message)s")
+    label = f" [{tag}]" if tag else ""
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s{pid}{label} %(message)s"
+    )
     quiet_transformers()
 
 

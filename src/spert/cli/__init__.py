@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from spert.cli import calibrate, data, demo, formats, graph, predict, serve, train
+from spert.cli import active, calibrate, data, demo, formats, graph, predict, serve, train
 from spert.cli.common import CliError, build_config
 from spert.utils import exit_on_user_error, setup_logging
 from spert.version import __version__
@@ -17,7 +17,7 @@ from spert.version import __version__
 __all__ = ["CliError", "build_config", "build_parser", "main"]
 
 #: The command groups, in the order of ``spert --help``.
-GROUPS = (train, predict, calibrate, data, formats, graph, demo, serve)
+GROUPS = (train, predict, active, calibrate, data, formats, graph, demo, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

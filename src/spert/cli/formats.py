@@ -45,40 +45,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     result = import_documents(
         args.format, args.out, args.inputs, split_inputs, options, progress=not args.quiet
     )
-    for name, counts in result.summary().items():
-        print(
-            f"{result.files[name]}: {counts['documents']} documents, {counts['sentences']} "
-            f"sentences, {counts['entities']} entities, {counts['relations']} relations"
-        )
-    print(
-        f"{result.files['types']}: {len(result.types.entities)} entity types, "
-        f"{len(result.types.relations)} relation types"
-    )
-    for kind, t in result.report.totals().items():
-        lost = ", ".join(f"{n} {reason}" for reason, n in t["not_imported"].items())
-        flagged = ", ".join(f"{n} {reason}" for reason, n in t["flagged"].items())
-        line = f"  {kind}: {t['read']} read, {t['imported']} imported"
-        line += f"; not imported: {lost}" if lost else ""
-        line += f"; flagged: {flagged}" if flagged else ""
-        print(line)
-    for name, s in sorted(result.report.symmetry.items()):
-        if 0 < s["marked_symmetric"] < s["relations"] or s["symmetric"] != bool(
-            s["marked_symmetric"]
-        ):
-            decided = (
-                "symmetric (--symmetric)"
-                if s["symmetric"]
-                else f"directed (--symmetric {name} to change)"
-            )
-            print(
-                f"  relation type {name}: {s['marked_symmetric']} of {s['relations']} marked "
-                f"symmetric; {decided}"
-            )
-    leaks = [f for f in result.report.flags if f.reason == "split leak"]
-    if leaks:
-        print(f"  WARNING: {len(leaks)} document(s) in two splits (split leak), e.g. {leaks[0]}")
-    verdict = "reconcile" if result.report.reconciles() else "DO NOT reconcile"
-    print(f"totals {verdict}; every entry is in {result.files['report_md']}")
+    print("\n".join(result.summary_lines()))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

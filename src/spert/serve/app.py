@@ -177,6 +177,30 @@ def _render(documents: list[Document]) -> bytes:
     return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_app(
+    title: str, description: str, extractor: Extractor, settings: ServeSettings, worker_id: str
+) -> FastAPI:
+    """A FastAPI app that starts and stops ``extractor`` with the server and guards request
+    bodies (``max_body_bytes``; the worker named on every response)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await extractor.start()
+        try:
+            yield
+        finally:
+            # Runs once the server has finished the requests in flight: stop the batcher.
+            await extractor.close()
+
+    app = FastAPI(title=title, version=__version__, description=description, lifespan=lifespan)
+    app.add_middleware(_Guard, max_body_bytes=settings.max_body_bytes, worker_id=worker_id)
+    return app
+
+
 def create_app(
     model: Any,
     settings: ServeSettings | None = None,
@@ -190,24 +214,14 @@ def create_app(
     """
     settings = settings or ServeSettings()
     extractor = extractor or MicroBatcher(model, settings)
-    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await extractor.start()
-        try:
-            yield
-        finally:
-            # Runs once the server has finished the requests in flight: stop the batcher.
-            await extractor.close()
-
-    app = FastAPI(
-        title="spert",
-        version=__version__,
-        description="Span-based joint entity and relation extraction (SpERT) over HTTP.",
-        lifespan=lifespan,
+    worker_id = worker_id or default_worker_id()
+    app = new_app(
+        "spert",
+        "Span-based joint entity and relation extraction (SpERT) over HTTP.",
+        extractor,
+        settings,
+        worker_id,
     )
-    app.add_middleware(_Guard, max_body_bytes=settings.max_body_bytes, worker_id=worker_id)
     app.state.settings = settings
     app.state.extractor = extractor
     app.state.model = model

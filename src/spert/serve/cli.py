@@ -10,8 +10,9 @@ import argparse
 import logging
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
-from spert.config import ConfigError, RayServeSettings, ServeSettings
+from spert.config import PRESETS, BackendSettings, ConfigError, RayServeSettings, ServeSettings
 from spert.utils import exit_on_user_error, setup_logging
 
 logger = logging.getLogger("spert.serve")
@@ -22,20 +23,33 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(**{k: getattr(args, k) for k in ServeSettings.field_names()})
 
 
-def serve(model_dir: str | None, settings: ServeSettings, device: str | None = None) -> None:
+def serve(
+    model_dir: str | None,
+    settings: ServeSettings,
+    device: str | None = None,
+    label_studio: BackendSettings | None = None,
+) -> None:
     """Load the model and serve it with uvicorn until SIGINT/SIGTERM, which finish the requests
     in flight (up to ``settings.shutdown_timeout_s``) before the process exits with status 0.
-    With ``settings.workers`` > 1, in that many processes (see :mod:`spert.serve.workers`)."""
+    With ``settings.workers`` > 1, in that many processes (see :mod:`spert.serve.workers`).
+    With ``label_studio``, as a Label Studio ML backend (:mod:`spert.serve.label_studio`)."""
     if settings.workers > 1:
+        if label_studio is not None:
+            raise ConfigError("--label-studio serves in one process: leave out --workers")
         from spert.serve.workers import serve_workers
 
         serve_workers(model_dir, settings, device)
         return
     import uvicorn
 
-    from spert.serve.app import load_app
+    if label_studio is not None:
+        from spert.serve.label_studio import load_label_studio_app
 
-    app = load_app(model_dir, settings, device)
+        app = load_label_studio_app(model_dir, settings, label_studio, device)
+    else:
+        from spert.serve.app import load_app
+
+        app = load_app(model_dir, settings, device)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -59,6 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.ray:
         if settings.workers > 1:
             raise ConfigError("--workers is for the uvicorn server; on Ray Serve, use --replicas")
+        if args.label_studio:
+            raise ConfigError("--label-studio is served by uvicorn, not on Ray Serve")
         from spert.serve.ray_serve import serve_ray
 
         serve_ray(
@@ -71,7 +87,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
             address=args.ray_address,
         )
     else:
-        serve(args.model, settings, args.device)
+        serve(args.model, settings, args.device, backend_settings_from_args(args))
+
+
+def backend_settings_from_args(args: argparse.Namespace) -> BackendSettings | None:
+    """The Label Studio backend's settings with --label-studio, else None."""
+    if not args.label_studio:
+        return None
+    if args.train_config and not Path(args.train_config).is_file():
+        raise ConfigError(f"--train-config {args.train_config}: no such file")
+    return BackendSettings(
+        project_dir=args.project_dir,
+        train_every=args.train_every,
+        preset=args.preset,
+        train_config=args.train_config,
+        min_dev_documents=args.min_dev_documents,
+        train_data=tuple(args.train_data or ()),
+        train_types=args.train_types,
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -109,7 +142,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "relation threshold",
     )
 
+    _add_label_studio(p)
     _add_ray(p)
+
+
+def _add_label_studio(p: argparse.ArgumentParser) -> None:
+    defaults = BackendSettings()
+    group = p.add_argument_group(
+        "Label Studio ML backend (connect it in Label Studio under Settings > Model; retraining "
+        "reads LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)"
+    )
+    group.add_argument(
+        "--label-studio",
+        action="store_true",
+        help="speak Label Studio's ML backend protocol (/health, /setup, /predict, /webhook, "
+        "/versions) instead of /extract",
+    )
+    group.add_argument(
+        "--project-dir",
+        default=defaults.project_dir,
+        help="where numbered model versions (versions/vN), training runs and logs of failed "
+        "runs are kept; the newest version is served at start (default: %(default)s)",
+    )
+    group.add_argument(
+        "--train-every",
+        type=int,
+        default=defaults.train_every,
+        help="also retrain after every N new or updated annotations (default: 0, only when "
+        "Label Studio sends START_TRAINING)",
+    )
+    group.add_argument(
+        "--preset",
+        default=defaults.preset,
+        choices=sorted(PRESETS),
+        help="training preset of a retraining, with the served model's encoder and model "
+        "options (default: %(default)s)",
+    )
+    group.add_argument(
+        "--train-config", help="TOML file of training options (SpertConfig fields), over the preset"
+    )
+    group.add_argument(
+        "--train-data",
+        nargs="+",
+        metavar="FILE",
+        help="SpERT dataset files added to every retraining (e.g. the data the --model learned "
+        "from; otherwise a retraining knows only the project's annotations)",
+    )
+    group.add_argument("--train-types", help="the types file of --train-data")
+    group.add_argument(
+        "--min-dev-documents",
+        type=int,
+        default=defaults.min_dev_documents,
+        help="from this many annotated documents on, a fifth is held out to calibrate each new "
+        "version (default: %(default)s)",
+    )
 
 
 def _add_limits(p: argparse.ArgumentParser, defaults: ServeSettings) -> None:

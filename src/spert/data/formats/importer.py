@@ -130,6 +130,47 @@ class ImportResult:
             for name, sentences in self.sentences.items()
         }
 
+    def summary_lines(self) -> list[str]:
+        """What ``spert import`` prints: counts per file, the types, what each kind lost or
+        flagged, and whether the totals reconcile."""
+        lines = [
+            f"{self.files[name]}: {counts['documents']} documents, {counts['sentences']} "
+            f"sentences, {counts['entities']} entities, {counts['relations']} relations"
+            for name, counts in self.summary().items()
+        ]
+        lines.append(
+            f"{self.files['types']}: {len(self.types.entities)} entity types, "
+            f"{len(self.types.relations)} relation types"
+        )
+        for kind, t in self.report.totals().items():
+            lost = ", ".join(f"{n} {reason}" for reason, n in t["not_imported"].items())
+            flagged = ", ".join(f"{n} {reason}" for reason, n in t["flagged"].items())
+            line = f"  {kind}: {t['read']} read, {t['imported']} imported"
+            line += f"; not imported: {lost}" if lost else ""
+            line += f"; flagged: {flagged}" if flagged else ""
+            lines.append(line)
+        for name, s in sorted(self.report.symmetry.items()):
+            if 0 < s["marked_symmetric"] < s["relations"] or s["symmetric"] != bool(
+                s["marked_symmetric"]
+            ):
+                decided = (
+                    "symmetric (--symmetric)"
+                    if s["symmetric"]
+                    else f"directed (--symmetric {name} to change)"
+                )
+                lines.append(
+                    f"  relation type {name}: {s['marked_symmetric']} of {s['relations']} marked "
+                    f"symmetric; {decided}"
+                )
+        leaks = [f for f in self.report.flags if f.reason == "split leak"]
+        if leaks:
+            lines.append(
+                f"  WARNING: {len(leaks)} document(s) in two splits (split leak), e.g. {leaks[0]}"
+            )
+        verdict = "reconcile" if self.report.reconciles() else "DO NOT reconcile"
+        lines.append(f"totals {verdict}; every entry is in {self.files['report_md']}")
+        return lines
+
 
 def parse_split(text: str) -> tuple[float, float, float]:
     """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1): three non-negative fractions summing to 1."""
@@ -274,7 +315,7 @@ def import_documents(
             paths = split_inputs.get(name) or ()
             docs, found = read(list(paths), report, options) if paths else ([], None)
             documents[name] = docs
-            declared = _merge_types(declared, found)
+            declared = merge_types(declared, found)
         split_of = {id(d): name for name in SPLITS for d in documents[name]}
         _unique_ids([d for name in SPLITS for d in documents[name]], report, split_of)
     else:
@@ -369,7 +410,8 @@ def _nothing_imported(
     )
 
 
-def _merge_types(a: Types | None, b: Types | None) -> Types | None:
+def merge_types(a: Types | None, b: Types | None) -> Types | None:
+    """The types of ``a``, then those of ``b`` that ``a`` lacks (by name)."""
     if a is None or b is None:
         return a or b
     entities = list(a.entities) + [e for e in b.entities if e not in a.entities]

@@ -456,16 +456,18 @@ def _from_utf16(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 
 # -- writing -------------------------------------------------------------------------------
-def label_studio_task(document: CharDocument, model_version: str | None = None) -> dict[str, Any]:
-    """One document as a Label Studio task: predictions with ``model_version``, else
-    annotations (see the module docstring)."""
+def label_studio_results(
+    document: CharDocument, labels_name: str = LABELS_NAME, text_name: str = TEXT_NAME
+) -> list[dict[str, Any]]:
+    """The regions (``labels``) and relations of ``document`` as Label Studio results, for the
+    ``<Labels name=labels_name toName=text_name>`` tag of a labeling config."""
     text = document.text
     result: list[dict[str, Any]] = []
     for entity in document.entities:
         region: dict[str, Any] = {
             "id": entity.id,
-            "from_name": LABELS_NAME,
-            "to_name": TEXT_NAME,
+            "from_name": labels_name,
+            "to_name": text_name,
             "type": "labels",
             "value": {
                 "start": entity.start,
@@ -489,7 +491,14 @@ def label_studio_task(document: CharDocument, model_version: str | None = None) 
         if relation.score is not None:
             item["score"] = relation.score
         result.append(item)
-    task: dict[str, Any] = {"data": {TEXT_NAME: text, DOC_ID_FIELD: document.id}}
+    return result
+
+
+def label_studio_task(document: CharDocument, model_version: str | None = None) -> dict[str, Any]:
+    """One document as a Label Studio task: predictions with ``model_version``, else
+    annotations (see the module docstring)."""
+    result = label_studio_results(document)
+    task: dict[str, Any] = {"data": {TEXT_NAME: document.text, DOC_ID_FIELD: document.id}}
     if model_version is None:
         task["annotations"] = [{"result": result}]
     else:
