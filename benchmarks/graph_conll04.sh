@@ -6,14 +6,14 @@
 #
 #   sh benchmarks/graph_conll04.sh [MODEL] [WORK]
 #
-# MODEL: a CoNLL04 model directory (default /work/runs/conll04-fast/final, made by
+# MODEL: a CoNLL04 model directory (default runs/conll04-fast/final, made by
 #   spert train --preset fast --seed 1 --train ../shared/datasets/conll04/conll04_train.json \
-#     --types ../shared/datasets/conll04/conll04_types.json --out /work/runs/conll04-fast)
-# WORK: scratch folder outside the repository (default /work/runs/graph/conll04).
+#     --types ../shared/datasets/conll04/conll04_types.json --out runs/conll04-fast)
+# WORK: scratch folder (default runs/graph/conll04; runs/ is ignored by git).
 # Writes benchmarks/results/graph_conll04.{txt,json,png} and WORK/walk/ (the README walk).
 set -eu
-MODEL=${1:-/work/runs/conll04-fast/final}
-WORK=${2:-/work/runs/graph/conll04}
+MODEL=$(realpath "${1:-runs/conll04-fast/final}")
+WORK=$(realpath -m "${2:-runs/graph/conll04}")
 GOLD=../shared/datasets/conll04/conll04_test.json
 RESULTS=${RESULTS:-benchmarks/results}
 export PYTHONPATH="$(pwd)/src"
