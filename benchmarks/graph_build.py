@@ -7,7 +7,7 @@ a child process (its peak RSS is the build's). The extraction rate is measured w
 on the CoNLL04 test documents (or given with ``--extraction-rate``).
 
     python benchmarks/graph_build.py --extractions conll04_pred.jsonl scierc_pred.jsonl \\
-        --model /work/runs/conll04-fast/final
+        --model runs/conll04-fast/final
 
 Writes ``benchmarks/results/graph_build.json`` and ``.md``.
 """
