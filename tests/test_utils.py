@@ -4,6 +4,8 @@ atomic folder replacement (an interruption at any step leaves the old or the new
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,10 @@ from spert.cli import main as cli_main
 from spert.cli.common import CliError
 from spert.config import ConfigError
 from spert.data import DataError
-from spert.model.directory import ModelError
+from spert.model.directory import META_FILE, ModelError, find_model_dir
 from spert.serve.cli import main as serve_main
 from spert.utils import (
+    STALE_TMP_SECONDS,
     UserError,
     atomic_replace_dir,
     exit_on_user_error,
@@ -100,7 +103,9 @@ def test_the_aside_copy_is_recovered_after_a_crash_between_the_renames(tmp_path:
     assert _contents(out) == {"a": "old"} and not aside.exists()
     # The next replacement starts by the same recovery, then swaps as usual.
     _folder(tmp_path / ".out.old-99999999", a="older")
-    (tmp_path / ".out.tmp-5e6f7a8b").mkdir()  # a crashed run's unfinished copy
+    crashed = tmp_path / ".out.tmp-5e6f7a8b"  # a crashed run's unfinished copy, hours old
+    crashed.mkdir()
+    os.utime(crashed, (time.time() - 2 * STALE_TMP_SECONDS,) * 2)
     atomic_replace_dir(out, lambda tmp: (tmp / "a").write_text("new"))
     assert _contents(out) == {"a": "new"}
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
@@ -112,3 +117,16 @@ def test_a_crash_after_the_swap_leaves_the_new_folder(tmp_path: Path) -> None:
     recover_replaced_dir(out)
     assert _contents(out) == {"a": "new"}
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_concurrent_writes_new_folder_is_left_alone(tmp_path: Path) -> None:
+    out = _folder(tmp_path / "out", a="old")
+    filling = _folder(tmp_path / ".out.tmp-0f0f0f0f", a="being written")  # fresh: still filled
+    atomic_replace_dir(out, lambda tmp: (tmp / "a").write_text("new"))
+    assert _contents(out) == {"a": "new"} and _contents(filling) == {"a": "being written"}
+
+
+def test_a_model_directory_cut_off_between_the_renames_loads(tmp_path: Path) -> None:
+    aside = _folder(tmp_path / ".final.old-1a2b3c4d", **{META_FILE: "{}"})
+    assert find_model_dir(tmp_path / "final") == tmp_path / "final"
+    assert (tmp_path / "final" / META_FILE).is_file() and not aside.exists()

@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,9 +93,10 @@ def atomic_replace_dir(path: str | os.PathLike[str], fill: Callable[[Path], None
     The swap takes two renames (a directory cannot be renamed over a non-empty one): the old
     directory is renamed aside to ``.NAME.old-XXXXXXXX``, the new one renamed in, the old one
     deleted; Ctrl-C and SIGTERM wait until that is done. A crash between the two renames
-    leaves only the aside copy, which :func:`recover_replaced_dir` (called first here, and by
-    whoever reads ``path`` after a crash) renames back: so ``path`` is, or is recovered as,
-    either the old directory or the complete new one."""
+    leaves only the aside copy, which :func:`recover_replaced_dir` renames back: it runs first
+    here (the next write of ``path``) and where ``path`` is read as a whole (loading a model
+    directory), so ``path`` is, or is recovered as, either the old directory or the complete
+    new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_replaced_dir(path)
@@ -110,27 +112,41 @@ def atomic_replace_dir(path: str | os.PathLike[str], fill: Callable[[Path], None
             tmp.rename(path)
             fsync_directory(path.parent)
             if old is not None:
-                shutil.rmtree(old)
+                shutil.rmtree(old, ignore_errors=True)  # a concurrent recovery may be at it
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return path
 
 
-def recover_replaced_dir(path: str | os.PathLike[str]) -> Path:
+#: A new directory (``.NAME.tmp-*``) untouched for this long is left over from a crash, not
+#: one that a concurrent write of the same path is still filling.
+STALE_TMP_SECONDS = 3600.0
+
+
+def recover_replaced_dir(path: str | os.PathLike[str], clean: bool = True) -> Path:
     """Finish what a crashed :func:`atomic_replace_dir` of ``path`` left: without ``path``, its
-    aside copy (``.NAME.old-*``) is renamed back; the aside copies of a finished swap and the
-    unfinished new directories (``.NAME.tmp-*``) are deleted."""
+    aside copy (``.NAME.old-*``) is renamed back. With ``clean`` (writers; readers pass False),
+    the aside copies of a finished swap and the new directories (``.NAME.tmp-*``) untouched for
+    :data:`STALE_TMP_SECONDS` are deleted."""
     path = Path(path)
     if not path.parent.is_dir():
         return path
     aside = sorted(path.parent.glob(f".{glob_escape(path.name)}.old-*"), key=_mtime)
     if aside and not path.exists():
-        aside.pop().rename(path)  # the newest aside copy was the last complete one
-    stale = aside + list(path.parent.glob(f".{glob_escape(path.name)}.tmp-*"))
-    for leftover in stale:
+        try:
+            aside.pop().rename(path)  # the newest aside copy was the last complete one
+        except FileNotFoundError:  # a concurrent recovery was first
+            pass
+    if not clean:
+        return path
+    cutoff = time.time() - STALE_TMP_SECONDS
+    unfinished = [
+        p for p in path.parent.glob(f".{glob_escape(path.name)}.tmp-*") if _mtime(p) < cutoff
+    ]
+    for leftover in aside + unfinished:
         if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
     return path
 
 

@@ -29,7 +29,7 @@ from spert.data import DataError, Types
 from spert.model.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from spert.model.encoding import load_tokenizer
 from spert.model.modeling import SpertModel
-from spert.utils import UserError, atomic_replace_dir, atomic_write_text
+from spert.utils import UserError, atomic_replace_dir, atomic_write_text, recover_replaced_dir
 from spert.version import __version__
 
 #: Version of the model directory layout; a directory of another version is refused.
@@ -75,7 +75,7 @@ def find_model_dir(path: str | os.PathLike[str] | None) -> Path:
                 "or give a model directory"
             )
         return default
-    path = Path(path)
+    path = recover_replaced_dir(path, clean=False)  # a save cut off between its two renames
     if not (path / META_FILE).is_file():
         raise ModelError(f"{path}: not a SpERT model directory (no {META_FILE})")
     return path
