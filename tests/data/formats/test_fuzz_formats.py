@@ -183,6 +183,24 @@ def round_trip(fmt: str, docs: list[CharDocument], result: ImportResult, tmp: Pa
     assert {r.name: r.symmetric for r in again.types.relations}.get("Sym") in (None, True)
 
 
+def certainly_invalid(fmt: str, original: bytes, corrupted: bytes) -> bool:
+    """Whether the corruption made the file invalid, judged from the bytes alone (not from
+    what the importer reports): no longer UTF-8; Label Studio's JSON list cut short (its
+    closing bracket gone); a doccano line cut in the middle of a record."""
+    if corrupted.strip() == original.strip():  # only white space lost
+        return False
+    try:
+        corrupted.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    if fmt == "label-studio" and original.startswith(corrupted):
+        return corrupted.strip() != b""  # an empty file is an error of its own
+    if fmt == "doccano" and original.startswith(corrupted):
+        last = corrupted.split(b"\n")[-1]
+        return last.strip() != b"" and last not in original.split(b"\n")
+    return False
+
+
 def intact_lines(original: bytes, corrupted: bytes, records: dict[bytes, CharDocument]) -> list:
     """The documents whose record line is still whole in a UTF-8 ``corrupted`` file."""
     try:
@@ -211,6 +229,8 @@ def fuzz_json_file(
         lines = [line.rstrip(b",") for line in original.split(b"\n") if line.startswith(b"{")]
         intact = intact_lines(original, path.read_bytes(), dict(zip(lines, docs)))
         strict = check(fmt, [str(path)], tmp, how, intact)
+        if certainly_invalid(fmt, original, path.read_bytes()):
+            assert isinstance(strict, DataError), (how, path.read_bytes()[-80:])
         if how == "none":
             assert isinstance(strict, ImportResult)
             assert [canonical(d) for d in imported(strict)] == [canonical(d) for d in docs]
@@ -256,6 +276,8 @@ def fuzz_brat(docs: list[CharDocument], how: str, data: st.DataObject) -> None:
         lines = [line for line in victim.read_bytes().split(b"\n") if line.strip()]
         if victim.suffix == ".ann" and len(set(lines)) < len(lines):
             assert isinstance(strict, DataError)  # an annotation id used twice is invalid
+        if certainly_invalid("brat", original, victim.read_bytes()):
+            assert isinstance(strict, DataError), (how, victim.name)
         if not isinstance(strict, DataError):
             assert strict.report.read["document"] == len(anns)
             n_t = sum(
