@@ -204,6 +204,24 @@ def test_a_bad_line_names_file_and_line(tmp_path: Path) -> None:
         list(read_extractions([str(tmp_path / "missing.jsonl")]))
 
 
+def test_unreadable_lines_are_one_line_errors(tmp_path: Path) -> None:
+    # Not UTF-8, nesting too deep for the parser, an integer too long to convert: each a
+    # DataError naming file and line, not a UnicodeDecodeError/RecursionError/ValueError.
+    bad = tmp_path / "bad.jsonl"
+    good = write_jsonl(bad, CORPUS[:1]).read_bytes()
+    for line, pattern in [
+        (b'{"text": "caf\xe9", "sentences": []}', r"line 2: not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, r"line 2: invalid JSON: nested too deeply"),
+        (b'{"text": "a", "n": ' + b"9" * 5000 + b"}", r"line 2: invalid JSON: .*4300"),
+    ]:
+        bad.write_bytes(b"\xef\xbb\xbf" + good + line + b"\n")
+        with pytest.raises(DataError, match=rf"bad\.jsonl, {pattern}") as caught:
+            list(read_extractions([str(bad)]))
+        assert "\n" not in str(caught.value)
+    bad.write_bytes(b"\xef\xbb\xbf" + good)  # a byte order mark is not an error
+    assert len(list(read_extractions([str(bad)]))) == 1
+
+
 def test_shard_folders_and_ids(tmp_path: Path) -> None:
     shards = tmp_path / "shards"
     shards.mkdir()
