@@ -13,6 +13,7 @@ from graph_docs import CORPUS, write_jsonl
 
 from spert.cli import main
 from spert.data import RelationType, Types
+from spert.graph.store import BUILD_LOCK
 
 pytest.importorskip("ladybug")
 
@@ -78,6 +79,23 @@ def test_build_query_export_view(tmp_path: Path, types_file: Path, capsys) -> No
     assert capsys.readouterr().out.startswith("2 nodes, 1 edges")
 
 
+def test_export_refuses_to_replace_a_folder_or_the_store(tmp_path: Path, monkeypatch) -> None:
+    kg = tmp_path / "kg"
+    run(["build", "--input", str(write_jsonl(tmp_path / "x.jsonl", CORPUS)), "--out", str(kg)])
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own notes", encoding="utf-8")
+    export = ["export", "kg", "--format", "neo4j", "--out"]
+    assert "holds other files than a neo4j export (notes.txt)" in error_of([*export, "mine"])
+    assert (mine / "notes.txt").exists()
+    assert "inside the graph store" in error_of([*export, "kg"])
+    assert "give the export a name" in error_of([*export, "."])
+    run(["query", "kg", "MATCH (e:Entity) RETURN count(*)"])  # the store still works
+    run([*export, "mine", "--overwrite"])
+    assert not (mine / "notes.txt").exists() and (mine / "import.sh").exists()
+
+
 def test_bad_input_is_one_line(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "x.jsonl", CORPUS)
     with open(data, "a", encoding="utf-8") as f:
@@ -85,7 +103,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     kg = tmp_path / "kg"
     message = error_of(["build", "--input", str(data), "--out", str(kg), "--quiet"])
     assert "x.jsonl, line 3: invalid JSON" in message
-    assert not kg.exists() or not any(kg.iterdir())
+    assert not kg.exists() or not any(p.name != BUILD_LOCK for p in kg.iterdir())
     assert "--text needs --model" in error_of(["build", "--text", "a.txt", "--out", str(kg)])
 
 

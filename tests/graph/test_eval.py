@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from spert.data import Entity, Relation, Sentence
+from spert.data.matching import precision_recall_f1
 from spert.graph.eval import compare_edges, evaluate, gold_documents, gold_texts, plot_curve
 from spert.graph.source import SourceDocument
 
@@ -64,6 +65,17 @@ def test_compare_edges_and_curve() -> None:
     ]
     assert result.at(0.85).precision == 1.0 and result.at(0.5).edges == 3
     assert result.at(0.95).edges == 0
+
+
+def test_compare_edges_scores_like_the_rest_of_the_library() -> None:
+    # 1 right of 1 predicted, 5 gold: 2PR/(P+R) rounds to 0.33333333333333337, the shared
+    # precision_recall_f1 (one division of counts) to 0.3333333333333333.
+    gold = {("a", "R", str(i)) for i in range(5)}
+    result = compare_edges(gold, [(("a", "R", "0"), 0.5)])
+    expected = tuple(float(x) for x in precision_recall_f1(1, 0, 4))
+    assert (result.precision, result.recall, result.f1) == expected
+    point = result.curve[0]
+    assert (point.precision, point.recall, point.f1) == expected
 
 
 def test_evaluate_gold_against_itself_and_a_worse_prediction(tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from graph_docs import open_corpus_store
+from graph_docs import CORPUS, open_corpus_store
 
-from spert.graph.export import export_graph
-from spert.graph.store import GraphError, GraphStore
+from spert.data import DataError
+from spert.graph.export import NEO4J_FILES, export_graph
+from spert.graph.source import documents_with_ids
+from spert.graph.store import GraphError, GraphStore, build_graph
 
 pytest.importorskip("ladybug")
 
@@ -101,3 +103,49 @@ def test_jsonl(store: GraphStore, tmp_path: Path) -> None:
 def test_unknown_format(store: GraphStore, tmp_path: Path) -> None:
     with pytest.raises(GraphError, match="unknown export format"):
         export_graph(store, "gexf", tmp_path / "g")
+
+
+def test_neo4j_refuses_a_folder_of_other_files(store: GraphStore, tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my own notes", encoding="utf-8")
+    with pytest.raises(GraphError, match=r"mine: holds other files .*notes\.txt.*--overwrite"):
+        export_graph(store, "neo4j", out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # untouched
+    export_graph(store, "neo4j", out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(NEO4J_FILES)
+    export_graph(store, "neo4j", out)  # a neo4j export of its own is replaced without asking
+    assert sorted(p.name for p in out.iterdir()) == sorted(NEO4J_FILES)
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(DataError, match=r"file: not a folder \(is a file\)"):
+        export_graph(store, "neo4j", tmp_path / "file")
+
+
+@pytest.mark.parametrize("fmt", ["neo4j", "graphml", "jsonl"])
+def test_no_export_into_or_over_the_store(tmp_path: Path, fmt: str, monkeypatch) -> None:
+    kg = tmp_path / "work" / "kg"
+    build_graph(kg, documents_with_ids(CORPUS), progress=False)
+    before = sorted(p.name for p in kg.iterdir())
+    monkeypatch.chdir(tmp_path / "work")
+    with GraphStore(kg) as opened:
+        for out, pattern in [
+            (kg, r"is or lies inside the graph store"),
+            (kg / "export", r"is or lies inside the graph store"),
+            (kg / "meta.json", r"is or lies inside the graph store"),
+            (tmp_path / "work", r"holds the graph store"),
+            (Path("."), r"give the export a name"),
+            (Path("kg/.."), r"give the export a name"),
+        ]:
+            with pytest.raises(GraphError, match=pattern) as caught:
+                export_graph(opened, fmt, out, overwrite=True)
+            assert "\n" not in str(caught.value)
+            assert sorted(p.name for p in kg.iterdir()) == before
+        assert opened.stats()["nodes"] == 6
+
+
+@pytest.mark.parametrize("fmt", ["graphml", "rdf", "jsonl"])
+def test_a_file_export_to_a_folder_is_refused(store: GraphStore, tmp_path: Path, fmt: str) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(GraphError, match=rf"out: is a folder; the {fmt} export is a file"):
+        export_graph(store, fmt, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []

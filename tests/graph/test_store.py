@@ -24,6 +24,7 @@ from spert.data import DataError
 from spert.graph.merge import document_mentions
 from spert.graph.source import SourceDocument, documents_with_ids, read_extractions
 from spert.graph.store import (
+    BUILD_LOCK,
     META_FILE,
     GraphError,
     GraphQueryError,
@@ -38,6 +39,11 @@ pytest.importorskip("ladybug")
 def build(path: Path, documents, **kwargs):
     kwargs.setdefault("symmetric", {"Spouse"})
     return build_graph(path, documents_with_ids(documents), progress=False, **kwargs)
+
+
+def store_files(path: Path) -> list[str]:
+    """The files of a store folder but its build lock (which stays: see build_graph)."""
+    return sorted(p.name for p in path.iterdir() if p.name != BUILD_LOCK)
 
 
 def snapshot(path: Path) -> dict:
@@ -102,7 +108,7 @@ def test_builds_are_idempotent_and_incremental(tmp_path: Path) -> None:
     summary = build(kg, CORPUS)  # the same documents again: replaced, not counted twice
     assert summary.documents_replaced == 2
     assert snapshot(kg) == once
-    assert len(list(kg.iterdir())) == 2  # meta.json and one database file: the old one is gone
+    assert len(store_files(kg)) == 2  # meta.json and one database file: the old one is gone
 
     build(tmp_path / "one", CORPUS[:1])
     build(tmp_path / "one", CORPUS[1:])  # in two builds: the same graph
@@ -148,7 +154,7 @@ def test_a_failed_build_leaves_the_previous_store(tmp_path: Path, error: BaseExc
     kg = tmp_path / "kg"
     build(kg, CORPUS[:1])
     before = snapshot(kg)
-    files = sorted(p.name for p in kg.iterdir())
+    files = store_files(kg)
     more = [
         make_document(
             f"n{i}",
@@ -167,16 +173,55 @@ def test_a_failed_build_leaves_the_previous_store(tmp_path: Path, error: BaseExc
         build_graph(
             kg, failing(more, 3, error), config=GraphConfig(batch_documents=2), progress=False
         )
-    assert sorted(p.name for p in kg.iterdir()) == files  # no stray copy left
+    assert store_files(kg) == files  # no stray copy left
     assert snapshot(kg) == before
     # A copy left by a killed build is removed by the next build.
     (kg / "graph-0123456789ab.lbug").write_bytes(b"partial")
     build(kg, more[:1])
-    assert sorted(p.name for p in kg.iterdir()) != files and len(list(kg.iterdir())) == 2
+    assert store_files(kg) != files and len(store_files(kg)) == 2
     # A failed first build leaves no store.
     with pytest.raises(type(error)):
         build_graph(tmp_path / "new", failing(more, 1, error), progress=False)
     assert not (tmp_path / "new" / META_FILE).exists()
+
+
+def test_a_concurrent_build_into_the_same_store_is_refused(tmp_path: Path) -> None:
+    # Without the lock the second build deleted the first one's database file, and the
+    # first then named a deleted file in meta.json.
+    kg = tmp_path / "kg"
+    build(kg, CORPUS[:1])
+    refused: list[str] = []
+
+    def documents():
+        yield from documents_with_ids(CORPUS[1:])
+        with pytest.raises(GraphError, match=r"another build is running on .*kg") as caught:
+            build(kg, CORPUS[:1])
+        refused.append(str(caught.value))
+
+    build_graph(kg, documents(), symmetric={"Spouse"}, progress=False)
+    assert len(refused) == 1 and "\n" not in refused[0]
+    meta = json.loads((kg / META_FILE).read_text())
+    assert [n for n in store_files(kg) if n.endswith(".lbug")] == [meta["database"]]
+    assert snapshot(kg)["stats"]["documents"] == 2
+    build(kg, CORPUS)  # the lock is released when a build ends
+    assert snapshot(kg)["stats"]["documents"] == 2
+
+
+def test_a_type_that_becomes_symmetric_is_refused_when_stored_both_ways(tmp_path: Path) -> None:
+    # Spouse not symmetric: d2's two Spouse relations are two edges, one in each direction.
+    kg = tmp_path / "kg"
+    build(kg, CORPUS, symmetric=set())
+    before = snapshot(kg)
+    assert len([e for e in before["edges"] if e["type"] == "Spouse"]) == 2
+    with pytest.raises(GraphError, match=r"Spouse now symmetric.*a new store"):
+        build(kg, CORPUS[:1], symmetric={"Spouse"})
+    assert snapshot(kg) == before
+    assert json.loads((kg / META_FILE).read_text())["symmetric"] == []
+    # Stored without Spouse relations in the other direction: becoming symmetric is safe.
+    build(tmp_path / "two", CORPUS[:1], symmetric=set())
+    build(tmp_path / "two", CORPUS[1:], symmetric={"Spouse"})
+    build(tmp_path / "once", CORPUS, symmetric={"Spouse"})
+    assert snapshot(tmp_path / "two") == snapshot(tmp_path / "once")
 
 
 def test_a_bad_line_names_file_and_line(tmp_path: Path) -> None:
@@ -202,6 +247,24 @@ def test_a_bad_line_names_file_and_line(tmp_path: Path) -> None:
             list(read_extractions([str(bad)]))
     with pytest.raises(DataError, match="no such file"):
         list(read_extractions([str(tmp_path / "missing.jsonl")]))
+
+
+def test_unreadable_lines_are_one_line_errors(tmp_path: Path) -> None:
+    # Not UTF-8, nesting too deep for the parser, an integer too long to convert: each a
+    # DataError naming file and line, not a UnicodeDecodeError/RecursionError/ValueError.
+    bad = tmp_path / "bad.jsonl"
+    good = write_jsonl(bad, CORPUS[:1]).read_bytes()
+    for line, pattern in [
+        (b'{"text": "caf\xe9", "sentences": []}', r"line 2: not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, r"line 2: invalid JSON: nested too deeply"),
+        (b'{"text": "a", "n": ' + b"9" * 5000 + b"}", r"line 2: invalid JSON: .*4300"),
+    ]:
+        bad.write_bytes(b"\xef\xbb\xbf" + good + line + b"\n")
+        with pytest.raises(DataError, match=rf"bad\.jsonl, {pattern}") as caught:
+            list(read_extractions([str(bad)]))
+        assert "\n" not in str(caught.value)
+    bad.write_bytes(b"\xef\xbb\xbf" + good)  # a byte order mark is not an error
+    assert len(list(read_extractions([str(bad)]))) == 1
 
 
 def test_shard_folders_and_ids(tmp_path: Path) -> None:
@@ -362,4 +425,4 @@ build_graph({str(kg)!r}, slow(), progress=False)
     assert snapshot(kg) == before
     build(kg, CORPUS[1:])  # the next build works and removes the killed build's copy
     assert snapshot(kg)["stats"]["documents"] == 2
-    assert len(list(kg.iterdir())) == 2
+    assert len(store_files(kg)) == 2

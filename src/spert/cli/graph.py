@@ -88,7 +88,7 @@ def cmd_query(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     with GraphStore(args.store) as store:
-        path = export_graph(store, args.format, args.out)
+        path = export_graph(store, args.format, args.out, args.overwrite)
         stats = store.stats()
     print(f"{stats['nodes']} nodes, {stats['edges']} edges -> {path} ({args.format})")
 
@@ -220,7 +220,17 @@ def register(sub: Any) -> None:
     p = commands.add_parser("export", help="export for Neo4j, Gephi/networkx, RDF tools")
     p.add_argument("store", metavar="KG", help="the graph store folder")
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="the export format")
-    p.add_argument("--out", required=True, help="a folder for neo4j, a file otherwise")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="a folder for neo4j (replaced whole), a file otherwise; not inside the store",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="neo4j: replace an existing --out folder that holds other files than a neo4j "
+        "export (they are deleted); without it such a folder is refused",
+    )
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("view", help="one self-contained HTML page of the graph")

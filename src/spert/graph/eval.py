@@ -21,6 +21,7 @@ from typing import Any
 
 from spert.config import GraphConfig
 from spert.data import Sentence
+from spert.data.matching import precision_recall_f1
 from spert.graph.source import SourceDocument
 from spert.graph.store import GraphStore, build_graph
 from spert.render.figures import new_figure, save_png
@@ -128,9 +129,9 @@ class GraphEvaluation:
 
 
 def _prf(correct: int, predicted: int, gold: int) -> tuple[float, float, float]:
-    p = correct / predicted if predicted else 0.0
-    r = correct / gold if gold else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+    """Precision, recall and F1 as plain floats, computed as everywhere else in spert."""
+    p, r, f = precision_recall_f1(correct, predicted - correct, gold - correct)
+    return float(p), float(r), float(f)
 
 
 def compare_edges(

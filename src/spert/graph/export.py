@@ -28,21 +28,37 @@ from typing import Any, TextIO
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
+from spert.data.formats.brat import check_output_folder
 from spert.graph.store import EVIDENCE_FIELDS, GraphError, GraphStore
-from spert.utils import AtomicFile, atomic_replace_dir
+from spert.utils import AtomicFile, atomic_replace_dir, recover_replaced_dir
 
 EXPORT_FORMATS = ("neo4j", "graphml", "rdf", "jsonl")
 #: The IRI prefix of the RDF export's resources and properties.
 RDF_BASE = "urn:spert:"
 
 
-def export_graph(store: GraphStore, fmt: str, out: str | os.PathLike[str]) -> Path:
-    """Write the graph of ``store`` in ``fmt`` (see :data:`EXPORT_FORMATS`) to ``out``."""
-    if fmt == "neo4j":
-        return atomic_replace_dir(out, lambda folder: write_neo4j(store, folder))
+#: The files of the ``neo4j`` export (a folder holding only these may be replaced).
+NEO4J_FILES = ("entities.csv", "relations.csv", "evidence.csv", "evidence_links.csv", "import.sh")
+
+
+def export_graph(
+    store: GraphStore, fmt: str, out: str | os.PathLike[str], overwrite: bool = False
+) -> Path:
+    """Write the graph of ``store`` in ``fmt`` (see :data:`EXPORT_FORMATS`) to ``out``.
+
+    ``neo4j`` writes the folder ``out``, swapped in whole: a folder holding other files than
+    :data:`NEO4J_FILES` is refused unless ``overwrite`` (then they are deleted). ``out`` may
+    not be the store, lie inside it or hold it, nor be a path without a name (``.``)."""
     writers = {"graphml": write_graphml, "rdf": write_ntriples, "jsonl": write_jsonl}
-    if fmt not in writers:
+    if fmt != "neo4j" and fmt not in writers:
         raise GraphError(f"unknown export format {fmt!r}; use one of {EXPORT_FORMATS}")
+    out = Path(out)
+    _check_output(store, out)
+    if fmt == "neo4j":
+        _check_neo4j_folder(out, overwrite)
+        return atomic_replace_dir(out, lambda folder: write_neo4j(store, folder))
+    if out.is_dir():
+        raise GraphError(f"{out}: is a folder; the {fmt} export is a file")
     target = AtomicFile(out)
     try:
         writers[fmt](store, target.file)
@@ -51,6 +67,32 @@ def export_graph(store: GraphStore, fmt: str, out: str | os.PathLike[str]) -> Pa
         target.discard()
         raise
     return Path(out)
+
+
+def _check_output(store: GraphStore, out: Path) -> None:
+    """Refuse an output that would replace or write into the store, or has no name."""
+    if out.name in ("", ".", ".."):
+        raise GraphError(f"{out}: give the export a name (a new folder or file), not {out}")
+    check_output_folder(out.parent)
+    target, kg = out.resolve(), store.path.resolve()
+    if target == kg or kg in target.parents:
+        raise GraphError(f"{out}: is or lies inside the graph store {store.path}; export elsewhere")
+    if target in kg.parents:
+        raise GraphError(f"{out}: holds the graph store {store.path}; export elsewhere")
+
+
+def _check_neo4j_folder(out: Path, overwrite: bool) -> None:
+    check_output_folder(out)
+    recover_replaced_dir(out)
+    if not out.is_dir() or overwrite:
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in NEO4J_FILES)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise GraphError(
+            f"{out}: holds other files than a neo4j export ({shown}); the export replaces the "
+            "folder: write to another folder, or replace it (--overwrite)"
+        )
 
 
 def edges_with_evidence(store: GraphStore) -> Iterator[tuple[dict, list[dict]]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spert.data import DataError
+from spert.data.formats.tools import JSON_ERRORS, json_error_detail
 from spert.results import Document, ExtractedEntity, ExtractedRelation, ExtractedSentence
 
 
@@ -52,14 +53,23 @@ def read_extractions(paths: Sequence[str]) -> Iterator[SourceDocument]:
     """The documents of ``spert extract`` JSONL files, lazily, in file and line order. A
     document without id gets ``"<file name>:<line>"``."""
     for path in extraction_files(paths):
-        with open(path, encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, 1):
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                where = f"{path}, line {lineno}"
+                line = _decode_line(raw, lineno == 1, where)
                 if not line.strip():
                     continue
-                where = f"{path}, line {lineno}"
                 doc = parse_document(line, where)
                 doc_id = str(doc.id) if doc.id is not None else f"{path.name}:{lineno}"
                 yield SourceDocument(doc_id, doc, where)
+
+
+def _decode_line(raw: bytes, first: bool, where: str) -> str:
+    """One line of UTF-8 text (a byte order mark at the start of the file dropped)."""
+    try:
+        return raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
 
 
 def parse_document(line: str, where: str) -> Document:
@@ -70,6 +80,8 @@ def parse_document(line: str, where: str) -> Document:
         raise DataError(
             f"{where}: invalid JSON at column {e.colno}: {e.msg} (a truncated line?)"
         ) from None
+    except JSON_ERRORS as e:  # nesting too deep, an integer of too many digits
+        raise DataError(f"{where}: invalid JSON: {json_error_detail(e)}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
         raise DataError(f"{where}: not a spert extract record (a JSON object with 'text')")
     if not isinstance(raw.get("sentences"), list):

@@ -1,7 +1,8 @@
 """The graph store: an embedded LadybugDB database (Cypher) in a folder, built incrementally.
 
 A store folder holds ``meta.json`` (the store format version, the database file's name, the
-symmetric relation types, counts) and the database file it names. The database has:
+symmetric relation types, counts), the database file it names, and ``.build.lock``, which a
+build holds (one build at a time). The database has:
 
 - ``Document(id, sentences, source)``: the documents built in;
 - ``Mention(id, doc, sentence, start_char, end_char, text, type, score, entity)``: every
@@ -29,6 +30,8 @@ a string primary key would add a hash index that costs memory.)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -63,6 +66,8 @@ log = logging.getLogger(__name__)
 #: The version of the store layout; a store of another version is refused with a clear error.
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
+#: The file a build locks (see :func:`build_graph`).
+BUILD_LOCK = ".build.lock"
 FORMAT_NAME = "spert-graph"
 
 _SCHEMA = (
@@ -281,16 +286,47 @@ def build_graph(
     progress: bool = True,
 ) -> BuildSummary:
     """Add ``documents`` to the store ``out`` (created if missing); a document whose id is in
-    the store already replaces it. See the module docstring for the guarantees."""
-    lb = _require_ladybug()
+    the store already replaces it. See the module docstring for the guarantees. A second
+    build into ``out`` while one runs is refused, and so is a relation type that becomes
+    symmetric while the store holds relations of that type in both directions."""
     config = config or GraphConfig()
     folder = Path(out)
-    started = time.perf_counter()
-    old_meta = read_meta(folder) if (folder / META_FILE).exists() else None
-    if old_meta is None and folder.exists() and any(_foreign_files(folder)):
+    _require_ladybug()
+    if not (folder / META_FILE).exists() and folder.exists() and any(_foreign_files(folder)):
         raise GraphError(f"{folder}: exists and is not a graph store (refusing to write into it)")
     folder.mkdir(parents=True, exist_ok=True)
-    symmetric_all = sorted(set(symmetric) | set(old_meta["symmetric"] if old_meta else ()))
+    with _build_lock(folder):
+        return _build_locked(folder, documents, symmetric, config, progress)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s build lock: a build deletes the database files it did not make, so
+    two builds into one store at once would delete each other's; the second is refused. The
+    lock (``flock``) ends with its process, so a killed build leaves no stale lock."""
+    with open(folder / BUILD_LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GraphError(f"another build is running on {folder}: wait until it ends") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _build_locked(
+    folder: Path,
+    documents: Iterable[SourceDocument],
+    symmetric: Collection[str],
+    config: GraphConfig,
+    progress: bool,
+) -> BuildSummary:
+    lb = _require_ladybug()
+    started = time.perf_counter()
+    old_meta = read_meta(folder) if (folder / META_FILE).exists() else None
+    old_symmetric = set(old_meta["symmetric"]) if old_meta else set()
+    symmetric_all = sorted(set(symmetric) | old_symmetric)
     new_name = f"graph-{uuid.uuid4().hex[:12]}.lbug"
     new_path = folder / new_name
     builder = None
@@ -299,6 +335,7 @@ def build_graph(
             shutil.copyfile(folder / old_meta["database"], new_path)
         db = lb.Database(str(new_path), buffer_pool_size=config.buffer_pool_mb * 2**20)
         builder = _Builder(db, lb.Connection(db), fresh=old_meta is None)
+        builder.check_orientation(folder, sorted(set(symmetric) - old_symmetric))
         summary = builder.add(documents, frozenset(symmetric_all), config, progress)
         builder.recompute_graph()
         stats = _stats(builder.conn)
@@ -334,7 +371,11 @@ _DATABASE_GLOB = "graph-*.lbug*"
 
 def _foreign_files(folder: Path) -> list[Path]:
     """Files in ``folder`` that a build did not make (a store's folder holds no others)."""
-    return [p for p in folder.iterdir() if not p.match(_DATABASE_GLOB) and p.name != META_FILE]
+    return [
+        p
+        for p in folder.iterdir()
+        if not p.match(_DATABASE_GLOB) and p.name not in (META_FILE, BUILD_LOCK)
+    ]
 
 
 def _remove_database(path: Path) -> None:
@@ -360,6 +401,23 @@ class _Builder:
     def close(self) -> None:
         self.conn.close()
         self.db.close()
+
+    def check_orientation(self, folder: Path, newly_symmetric: list[str]) -> None:
+        """Refuse types that become symmetric while the store holds relations of theirs in
+        the non-canonical direction (tail node before head node): their edges would exist
+        in both directions. (Evidence of a symmetric type is stored head <= tail.)"""
+        if not newly_symmetric or not self.any_documents:
+            return
+        found = self.conn.execute(
+            "MATCH (v:Evidence) WHERE v.type IN $types AND v.tail < v.head RETURN DISTINCT v.type",
+            {"types": newly_symmetric},
+        )
+        types = sorted(row[0] for row in found.get_all())
+        if types:
+            raise GraphError(
+                f"{folder}: {', '.join(types)} now symmetric, but the store holds relations of "
+                "this type in both directions: build everything into a new store"
+            )
 
     def add(
         self,

@@ -150,7 +150,7 @@ class _JsonScan:
             line = self.line_of(pos)
             try:
                 value, end = self.decoder.raw_decode(text, pos)
-            except (json.JSONDecodeError, RecursionError, ValueError) as e:
+            except JSON_ERRORS as e:
                 if not in_list and text[pos] == "[" and self._elements_follow(pos):
                     in_list = True
                     pos = self.skip_space(pos + 1)
@@ -217,10 +217,8 @@ class _JsonScan:
         """Where the broken record is (the error's line and column when it lies in the record,
         else the line where the record starts) and what is wrong."""
         record = f"record {self.record}"
-        if isinstance(error, RecursionError):
-            return f"{record} (line {line})", "invalid JSON: nested too deeply to read"
-        if not isinstance(error, json.JSONDecodeError):  # int(): more digits than allowed
-            return f"{record} (line {line})", f"invalid JSON: {str(error).split(';')[0]}"
+        if not isinstance(error, json.JSONDecodeError):
+            return f"{record} (line {line})", f"invalid JSON: {json_error_detail(error)}"
         if error.pos >= resume > pos:
             return f"{record} (line {line})", (
                 f"invalid JSON: the record is incomplete ({error.msg} at line {error.lineno}, "
@@ -228,6 +226,21 @@ class _JsonScan:
             )
         where = f"{record} (line {error.lineno}, column {error.colno})"
         return where, f"invalid JSON: {error.msg}"
+
+
+#: What ``json.loads`` raises on text it cannot read: invalid JSON (``JSONDecodeError``, a
+#: ``ValueError``), an integer of more digits than Python converts (``ValueError``), nesting
+#: deeper than the parser's recursion allows (``RecursionError``).
+JSON_ERRORS = (ValueError, RecursionError)
+
+
+def json_error_detail(error: BaseException) -> str:
+    """What one of :data:`JSON_ERRORS` says, in one line without the parser's advice."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at line {error.lineno}, column {error.colno}"
+    return str(error).split(";")[0]  # int(): "Exceeds the limit (4300 digits) ...; use ..."
 
 
 def optional_score(raw: Any) -> float | None:
