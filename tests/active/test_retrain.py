@@ -24,6 +24,7 @@ from spert.active.retrain import (
     run_job,
     versions,
 )
+from spert.api import ENCODER_DIR
 from spert.config import SpertConfig
 from spert.data import Sentence, Types, write_dataset
 from spert.model.calibration import CALIBRATION_FILE
@@ -151,9 +152,20 @@ def test_failed_run_is_kept_apart(
     assert len(list((tmp_path / "project" / FAILED_DIR).iterdir())) == 2
 
 
-def test_retrain_config() -> None:
+def test_retrain_config(tmp_path: Path) -> None:
     config = retrain_config("fast")
     assert config.epochs == 30 and config.calibrate is False
+    # The encoder: the served model directory's own encoder/ folder, not the name or path the
+    # served model was first trained from (moved, or on another machine) ...
+    served = SpertConfig(encoder="/gone/elsewhere/encoder", max_span_size=4).model_config()
+    config = retrain_config("fast", served, served_dir=tmp_path / "v3" / "final")
+    assert config.encoder == str((tmp_path / "v3" / "final" / ENCODER_DIR).resolve())
+    assert config.max_span_size == 4
+    # ... unless --train-config sets one.
+    train_config = tmp_path / "train.toml"
+    train_config.write_text('encoder = "my/encoder"\n')
+    config = retrain_config("fast", served, train_config, served_dir=tmp_path / "v3" / "final")
+    assert config.encoder == "my/encoder"
 
 
 def test_retrainer_runs_one_at_a_time_and_queues_one_more(
