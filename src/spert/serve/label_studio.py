@@ -10,11 +10,13 @@ The routes Label Studio 1.23 calls (its ``ml/api_connector.py``; the same as Hum
   re-predicts the tasks that have no prediction of the version it answers;
 - ``POST /predict`` with ``tasks``: one prediction per task, in order: its regions and
   relations with a ``score`` each (calibrated when the model has a calibration), the task's
-  ``score`` (the uncertainty of :mod:`spert.active.selection`, so that the data manager sorts
-  by what to annotate next) and the ``model_version``;
+  ``score`` (the uncertainty of :mod:`spert.active.selection` over the regions and relations
+  of the types the config can show, so that the data manager sorts by what to annotate next)
+  and the ``model_version``, all from the one model version serving when the request came;
 - ``POST /webhook``: Label Studio's webhook events; ``START_TRAINING`` (the "Start Training"
-  button, ``POST /api/ml/ID/train``) retrains, and with ``train_every`` so does every N-th
-  ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED``; the others are acknowledged;
+  button, ``POST /api/ml/ID/train``) retrains, and with ``train_every`` so does every N new
+  annotations (``ANNOTATION_CREATED``/``ANNOTATION_UPDATED`` count one, a bulk
+  ``ANNOTATIONS_CREATED`` each of its annotations); the others are acknowledged;
 - ``GET /versions``: the model versions in the project directory.
 
 Tasks are predicted through the same micro-batcher as ``spert serve``, ``max_texts`` tasks at
