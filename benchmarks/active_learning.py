@@ -35,8 +35,9 @@ from spert import __version__, read_dataset, read_types
 from spert.active.selection import STRATEGIES, rank, score
 from spert.config import PRESETS, SpertConfig, preset, read_toml
 from spert.data import Sentence
+from spert.render.figures import new_figure, save_png
 from spert.training import train
-from spert.utils import atomic_write_text
+from spert.utils import atomic_write_text, setup_logging
 
 GOAL = 0.30  # fewer labels than random for the same rel+ F1
 
@@ -191,28 +192,24 @@ def markdown(report: dict[str, Any], curves: dict[str, Any], result: dict[str, A
 
 
 def plot(curves: dict[str, Any], path: Path) -> bool:
+    """The rel+ and entity F1 curves side by side, as a PNG (False without matplotlib)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        fig, axes = new_figure(ncols=2, width=5.0, height=4.0)
     except ImportError:
-        logging.warning("matplotlib is not installed: no plot")
+        logging.warning("matplotlib is not installed (the experiments extra): no plot")
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    rel_ax, entity_ax = axes[0]
     for strategy, points in curves.items():
         x = [p["labeled"] for p in points]
-        axes[0].plot(x, [p["rel_plus_f1"] for p in points], marker="o", label=strategy)
-        axes[1].plot(x, [p["entity_f1"] for p in points], marker="o", label=strategy)
-    for ax, title in zip(axes, ("rel+ F1 (strict)", "entity F1")):
+        rel_ax.plot(x, [p["rel_plus_f1"] for p in points], marker="o", label=strategy)
+        entity_ax.plot(x, [p["entity_f1"] for p in points], marker="o", label=strategy)
+    for ax, title in ((rel_ax, "rel+ F1 (strict)"), (entity_ax, "entity F1")):
         ax.set_xlabel("labeled training sentences")
         ax.set_ylabel(title)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
     return True
 
 
@@ -237,7 +234,7 @@ def main() -> None:
     parser.add_argument("--results", default="benchmarks/results")
     parser.add_argument("--name", default="active_learning_conll04")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    setup_logging()
 
     data = Path(args.data)
     types = read_types(data / "conll04_types.json")

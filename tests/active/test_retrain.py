@@ -5,8 +5,10 @@ versions whole, failures kept apart, and the scheduler's one queued run."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from spert.active.retrain import (
     run_job,
     versions,
 )
+from spert.api import ENCODER_DIR, SpERT
 from spert.config import SpertConfig
 from spert.data import Sentence, Types, write_dataset
 from spert.model.calibration import CALIBRATION_FILE
@@ -151,9 +154,39 @@ def test_failed_run_is_kept_apart(
     assert len(list((tmp_path / "project" / FAILED_DIR).iterdir())) == 2
 
 
-def test_retrain_config() -> None:
+def test_retrain_config(tmp_path: Path) -> None:
     config = retrain_config("fast")
     assert config.epochs == 30 and config.calibrate is False
+    # The encoder: the served model directory's own encoder/ folder, not the name or path the
+    # served model was first trained from (moved, or on another machine) ...
+    served = SpertConfig(encoder="/gone/elsewhere/encoder", max_span_size=4).model_config()
+    config = retrain_config("fast", served, served_dir=tmp_path / "v3" / "final")
+    assert config.encoder == str((tmp_path / "v3" / "final" / ENCODER_DIR).resolve())
+    assert config.max_span_size == 4
+    # ... unless --train-config sets one.
+    train_config = tmp_path / "train.toml"
+    train_config.write_text('encoder = "my/encoder"\n')
+    config = retrain_config("fast", served, train_config, served_dir=tmp_path / "v3" / "final")
+    assert config.encoder == "my/encoder"
+
+
+def test_retraining_trains_from_a_served_version_whose_first_encoder_is_gone(
+    tmp_path: Path, label_studio: FakeLabelStudio, tiny_config: SpertConfig
+) -> None:
+    """A served version, trained from an encoder path that no longer exists, retrains from its
+    own encoder folder."""
+    first = run_job(job(tmp_path, label_studio.url, tiny_config, min_dev_documents=13))
+    served = SpERT.load(first / "final", device="cpu").config
+    moved = tmp_path / "moved" / "final"
+    shutil.copytree(first / "final", moved)
+    served_elsewhere = replace(served, encoder=str(tmp_path / "gone"))
+    config = retrain_config("fast", served_elsewhere, served_dir=moved)
+    config = replace(config, epochs=1, neg_entity_count=20, neg_relation_count=20)
+    second = run_job(job(tmp_path, label_studio.url, config, version=2, min_dev_documents=13))
+    assert versions(tmp_path / "project") == {1: first, 2: second}
+    assert SpERT.load(second / "final", device="cpu").config.encoder == str(
+        (moved / ENCODER_DIR).resolve()
+    )
 
 
 def test_retrainer_runs_one_at_a_time_and_queues_one_more(

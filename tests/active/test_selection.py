@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import keeping_model
@@ -150,3 +151,33 @@ def test_select_command(model_dir: Path, tmp_path: Path) -> None:
     ]
     with pytest.raises(SystemExit, match="budget"):
         main(["select", "--input", str(docs), "--budget", "0", "--strategy", "random"])
+
+
+def test_select_has_the_prediction_options(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``spert select`` loads its model as ``spert extract`` does: --device, --runtime,
+    --no-calibration and --batch-size."""
+    docs = tmp_path / "docs.txt"
+    docs.write_text("\n".join(TEXTS) + "\n")
+    loaded: list[tuple[Any, ...]] = []
+    load = SpERT.load
+
+    def recording_load(path: Any, device: Any = None, runtime: str = "torch", calibration=True):
+        loaded.append((str(path), device, runtime, calibration))
+        return load(path, device=device, runtime=runtime, calibration=calibration)
+
+    monkeypatch.setattr(SpERT, "load", recording_load)
+    out = tmp_path / "selected.jsonl"
+    main(
+        ["select", "--model", str(model_dir), "--input", str(docs), "--budget", "2"]
+        + ["--out", str(out), "--quiet", "--device", "cpu", "--runtime", "torch"]
+        + ["--no-calibration", "--batch-size", "2"]
+    )
+    assert loaded == [(str(model_dir), "cpu", "torch", False)]
+    assert len(out.read_text().splitlines()) == 2
+    with pytest.raises(SystemExit, match="export-onnx"):  # --runtime onnx needs its files
+        main(
+            ["select", "--model", str(model_dir), "--input", str(docs), "--budget", "1"]
+            + ["--runtime", "onnx", "--quiet"]
+        )

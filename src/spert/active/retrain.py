@@ -35,6 +35,7 @@ from typing import Any
 from spert.config import MODEL_OPTIONS, ModelConfig, SpertConfig, preset, read_toml
 from spert.data import read_dataset, read_types
 from spert.data.formats.importer import ImportOptions, import_documents, merge_types
+from spert.model.directory import ENCODER_DIR
 from spert.training import train
 from spert.utils import atomic_write, atomic_write_text, setup_logging
 
@@ -124,12 +125,19 @@ def retrain_config(
     preset_name: str = "fast",
     served: ModelConfig | None = None,
     config_file: str | os.PathLike[str] | None = None,
+    served_dir: str | os.PathLike[str] | None = None,
 ) -> SpertConfig:
-    """The training options of a retraining: the preset, with the model options (encoder,
-    span size, ...) of the ``served`` model, then what ``config_file`` (TOML) sets."""
+    """The training options of a retraining: the preset, with the model options (span size,
+    ...) of the ``served`` model, then what ``config_file`` (TOML) sets. The encoder is the
+    one in the served model's directory ``served_dir`` (its ``encoder/`` folder, as an
+    absolute path): the name or path the served model was first trained from
+    (``ModelConfig.encoder``) may be a path that moved or exists on another machine only; that
+    name is the fallback without ``served_dir``."""
     options = preset(preset_name).to_dict()
     if served is not None:
         options.update({name: getattr(served, name) for name in MODEL_OPTIONS})
+    if served_dir is not None:
+        options["encoder"] = str((Path(served_dir) / ENCODER_DIR).resolve())
     source = f"preset {preset_name}"
     if config_file is not None:
         options.update(read_toml(config_file))

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from spert.active.selection import STRATEGIES, select
-from spert.cli.common import CliError, add_device_option
+from spert.cli.common import CliError, add_prediction_options, load_model
 from spert.runtime.io import guess_input_format, open_input, read_inputs
 from spert.utils import atomic_write_text
 
@@ -17,13 +17,13 @@ logger = logging.getLogger("spert")
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    from spert.api import SpERT
-
     if args.budget < 1:
         raise CliError(f"--budget must be at least 1, got {args.budget}")
     with open_input(args.input) as stream:
         inputs = list(read_inputs(stream, guess_input_format(args.input), args.input))
-    model = None if args.strategy == "random" else SpERT.load(args.model, device=args.device)
+    model = None
+    if args.strategy != "random":
+        model = load_model(args.model, args.device, args.runtime, args.calibration)
     chosen, _ = select(
         model,
         inputs,
@@ -77,7 +77,6 @@ def register(sub: Any) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="uncertainty", help="%(default)s")
     p.add_argument("--out", help="output JSON Lines file (default: stdout)")
     p.add_argument("--seed", type=int, default=0, help="seed of --strategy random (default: 0)")
-    p.add_argument("--batch-size", type=int, default=None, help="sentences per model pass")
+    add_prediction_options(p)  # --batch-size, --device, --runtime, --no-calibration
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_device_option(p)
     p.set_defaults(func=cmd_select)

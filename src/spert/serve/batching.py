@@ -123,6 +123,8 @@ def predict_groups(
 class _Job:
     prepared: Prepared
     future: asyncio.Future[list[Document]]
+    model: Any
+    """The model that predicts every sentence of the request (taken when it arrived)."""
     done: list[ExtractedSentence] = field(default_factory=list)
     next: int = 0  # first sentence not yet handed to a model run
 
@@ -165,12 +167,14 @@ class MicroBatcher:
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="spert-model")
         self._worker = asyncio.create_task(self._run(), name="spert-batcher")
 
-    async def extract(self, inputs: Inputs) -> list[Document]:
-        """The Documents of one request, in input order."""
+    async def extract(self, inputs: Inputs, model: Any = None) -> list[Document]:
+        """The Documents of one request, in input order, all predicted by ``model`` (default:
+        the batcher's), also when the request spans several model runs."""
         if self._worker is None or self._closing:
             raise Unavailable("the server is shutting down")
+        model = model if model is not None else self.model
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._split_pool, prepare, self.model, inputs)
+        prepared = await loop.run_in_executor(self._split_pool, prepare, model, inputs)
         n = len(prepared.sentences)
         if n == 0:
             return prepared.documents
@@ -181,7 +185,7 @@ class MicroBatcher:
                 f"server busy: {self._pending} sentences pending, max_pending_sentences "
                 f"{self.max_pending_sentences}; retry later"
             )
-        job = _Job(prepared, loop.create_future())
+        job = _Job(prepared, loop.create_future(), model)
         self._jobs.append(job)
         self._queued += n
         self._pending += n
@@ -240,12 +244,15 @@ class MicroBatcher:
 
     async def _run_once(self, loop: asyncio.AbstractEventLoop) -> None:
         # Take sentences from the oldest requests first; a big request may span several runs.
+        # One run is one model's: that of the oldest request (requests of another model, after
+        # a switch, wait for a run of their own).
         taken: list[tuple[_Job, int, int]] = []
         room = self.max_batch_sentences
+        model = next((job.model for job in self._jobs if not job.future.done()), None)
         for job in self._jobs:
             if room == 0:
                 break
-            if job.future.done():  # cancelled by its caller: skip its sentences
+            if job.future.done() or job.model is not model:  # cancelled, or another model's
                 continue
             k = min(room, job.remaining)
             taken.append((job, job.next, job.next + k))
@@ -260,7 +267,7 @@ class MicroBatcher:
         try:
             groups = [job.prepared.items(start, stop) for job, start, stop in taken]
             results = await loop.run_in_executor(
-                self._model_pool, predict_groups, self.model, groups, self.batch_size
+                self._model_pool, predict_groups, model, groups, self.batch_size
             )
         except asyncio.CancelledError:  # the loop is going away: do not leave callers hanging
             self._deliver(taken, [Unavailable("the server is shutting down")] * len(taken), n)

@@ -10,11 +10,13 @@ The routes Label Studio 1.23 calls (its ``ml/api_connector.py``; the same as Hum
   re-predicts the tasks that have no prediction of the version it answers;
 - ``POST /predict`` with ``tasks``: one prediction per task, in order: its regions and
   relations with a ``score`` each (calibrated when the model has a calibration), the task's
-  ``score`` (the uncertainty of :mod:`spert.active.selection`, so that the data manager sorts
-  by what to annotate next) and the ``model_version``;
+  ``score`` (the uncertainty of :mod:`spert.active.selection` over the regions and relations
+  of the types the config can show, so that the data manager sorts by what to annotate next)
+  and the ``model_version``, all from the one model version serving when the request came;
 - ``POST /webhook``: Label Studio's webhook events; ``START_TRAINING`` (the "Start Training"
-  button, ``POST /api/ml/ID/train``) retrains, and with ``train_every`` so does every N-th
-  ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED``; the others are acknowledged;
+  button, ``POST /api/ml/ID/train``) retrains, and with ``train_every`` so does every N new
+  annotations (``ANNOTATION_CREATED``/``ANNOTATION_UPDATED`` count one, a bulk
+  ``ANNOTATIONS_CREATED`` each of its annotations); the others are acknowledged;
 - ``GET /versions``: the model versions in the project directory.
 
 Tasks are predicted through the same micro-batcher as ``spert serve``, ``max_texts`` tasks at
@@ -32,7 +34,7 @@ import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ from spert.active.retrain import (
     versions,
 )
 from spert.active.selection import document_uncertainty
+from spert.api import SpERT, default_model_dir
 from spert.config import BackendSettings, ConfigError, ServeSettings, SpertConfig
 from spert.data.formats.document import CharDocument, document_from_extraction
 from spert.data.formats.label_studio import label_studio_results
@@ -63,6 +66,20 @@ logger = logging.getLogger("spert.serve")
 
 #: Webhook actions that count as new annotations for ``train_every``.
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
+
+
+def annotation_count(body: dict[str, Any]) -> int:
+    """How many annotations a webhook event is about: Label Studio 1.23 sends one annotation
+    object as ``annotation`` (ANNOTATION_CREATED/UPDATED), a list of them for a bulk
+    ANNOTATIONS_CREATED (e.g. "Create annotations from predictions"); without a payload (a
+    webhook with ``send_payload`` off), one."""
+    for key in ("annotation", "annotations"):
+        value = body.get(key)
+        if isinstance(value, list):
+            return len(value)
+        if isinstance(value, dict):
+            return 1
+    return 1
 
 
 # -- the labeling config -------------------------------------------------------------------------
@@ -162,17 +179,24 @@ class TypeMapping:
         }
 
 
-def keep_mapped(document: CharDocument, mapping: TypeMapping) -> CharDocument:
-    """The document's entities and relations of the mapped types (relations also need both
-    their entities kept)."""
-    entities = [e for e in document.entities if e.type in mapping.entities]
-    kept = {e.id for e in entities}
-    relations = [
-        r
-        for r in document.relations
-        if r.type in mapping.relations and r.head in kept and r.tail in kept
-    ]
-    return CharDocument(document.id, document.text, entities, relations, document.source)
+def keep_mapped(document: Document, mapping: TypeMapping) -> Document:
+    """The document with only the entities and relations of the mapped types (relations also
+    need both their entities kept): what the labeling config can show."""
+    sentences = []
+    for sentence in document.sentences:
+        index: dict[int, int] = {}
+        entities = []
+        for i, e in enumerate(sentence.entities):
+            if e.type in mapping.entities:
+                index[i] = len(entities)
+                entities.append(e)
+        relations = [
+            replace(r, head=index[r.head], tail=index[r.tail])
+            for r in sentence.relations
+            if r.type in mapping.relations and r.head in index and r.tail in index
+        ]
+        sentences.append(replace(sentence, entities=entities, relations=relations))
+    return replace(document, sentences=sentences)
 
 
 def task_prediction(
@@ -182,17 +206,39 @@ def task_prediction(
     symmetric: Sequence[str],
     version: str,
 ) -> dict[str, Any]:
-    """One task's prediction in Label Studio's format (see the module docstring)."""
-    char_document = keep_mapped(document_from_extraction(document, 0, symmetric), mapping)
+    """One task's prediction in Label Studio's format (see the module docstring). The regions
+    and the task score are those of the mapped types only: a type the labeling config cannot
+    show must not raise the score the data manager sorts by."""
+    mapped = keep_mapped(document, mapping)
+    char_document: CharDocument = document_from_extraction(mapped, 0, symmetric)
     result = label_studio_results(char_document, config.labels_name, config.text_name)
     return {
         "result": result,
-        "score": round(document_uncertainty(document), 6),
+        "score": round(document_uncertainty(mapped), 6),
         "model_version": version,
     }
 
 
 # -- the backend ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Served:
+    """What is served, replaced as a whole when a new version is switched to: a request takes
+    it once and predicts, maps and names its version from that one snapshot."""
+
+    model: Any
+    version: int
+    train_config: SpertConfig
+    """The options of the next retraining (see :func:`spert.active.retrain.retrain_config`)."""
+
+    @property
+    def name(self) -> str:
+        return version_name(self.version)
+
+    def mapping(self, config: LabelConfig) -> TypeMapping:
+        types = self.model.types
+        return TypeMapping.of(config, types.entities, types.relation_names)
+
+
 class Backend:
     """The served model and its version, the retrainer and what Label Studio told us."""
 
@@ -203,15 +249,12 @@ class Backend:
         extractor: MicroBatcher,
         settings: BackendSettings,
         calibration: bool = True,
+        path: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.model = model
         self.calibration = calibration
-        self.version = version
         self.extractor = extractor
         self.settings = settings
-        self.train_config: SpertConfig = retrain_config(
-            settings.preset, model.config, settings.train_config
-        )
+        self.served = self._served(model, version, path)
         self.project_id: int | None = None
         self.hostname: str | None = None
         self.access_token: str | None = None
@@ -220,9 +263,21 @@ class Backend:
         self._showing = threading.Lock()
         self.retrainer = Retrainer(settings.project_dir, self._job, self._switch)
 
+    def _served(self, model: Any, version: int, path: str | os.PathLike[str] | None) -> Served:
+        """The snapshot of ``model``, loaded from the model directory ``path`` (None: not
+        known; a retraining then starts from the encoder the model was trained from)."""
+        config = retrain_config(
+            self.settings.preset, model.config, self.settings.train_config, served_dir=path
+        )
+        return Served(model, version, config)
+
+    @property
+    def model(self) -> Any:
+        return self.served.model
+
     @property
     def model_version(self) -> str:
-        return version_name(self.version)
+        return self.served.name
 
     def connection(self) -> tuple[str, str, int]:
         """Label Studio's address, the API key and the project to train from; a ConfigError
@@ -246,7 +301,7 @@ class Backend:
             project_id=project_id,
             label_studio_url=url,
             api_key=key,
-            config=self.train_config.to_dict(),
+            config=self.served.train_config.to_dict(),
             min_dev_documents=self.settings.min_dev_documents,
             reason=reason,
             train_data=list(self.settings.train_data),
@@ -254,13 +309,10 @@ class Backend:
         )
 
     def _switch(self, version: int, path: Path) -> None:
-        """Load a finished version (in the retrainer's thread) and serve it from now on."""
-        from spert.api import SpERT
-
+        """Load a finished version (in the retrainer's thread) and serve it from now on: the
+        requests that arrive from now on; those in flight finish with the model they took."""
         model = SpERT.load(path, device=self.model.device, calibration=self.calibration)
-        self.extractor.model = model  # the next model run uses it; a run in flight keeps the old
-        self.model = model
-        self.version = version
+        self.served = self._served(model, version, path)  # one assignment: all or nothing
         logger.info(
             "now serving %s (%s): %d entity and %d relation types%s",
             version_name(version),
@@ -316,9 +368,6 @@ class Backend:
         if text.isdigit():
             self.project_id = int(text)
 
-    def mapping(self, config: LabelConfig) -> TypeMapping:
-        return TypeMapping.of(config, self.model.types.entities, self.model.types.relation_names)
-
     async def predict(self, tasks: list[Any], config: LabelConfig, limits: ServeSettings):
         """Predictions for ``tasks`` (see the module docstring)."""
         texts = []
@@ -338,14 +387,19 @@ class Backend:
                     f"{name}: text too long: {len(text)} characters > max_chars {limits.max_chars}",
                 )
             texts.append(text)
-        model, version = self.model, self.model_version  # one version for the whole request
+        served = self.served  # one snapshot for the whole request, however many runs it takes
         chunks = [texts[i : i + limits.max_texts] for i in range(0, len(texts), limits.max_texts)]
-        documents = [
-            d for part in await asyncio.gather(*map(self.extractor.extract, chunks)) for d in part
+        parts = await asyncio.gather(
+            *(self.extractor.extract(chunk, model=served.model) for chunk in chunks)
+        )
+        mapping = served.mapping(config)
+        symmetric = list(served.model.types.symmetric)
+        results = [
+            task_prediction(d, config, mapping, symmetric, served.name)
+            for part in parts
+            for d in part
         ]
-        mapping = self.mapping(config)
-        symmetric = list(model.types.symmetric)
-        return [task_prediction(d, config, mapping, symmetric, version) for d in documents], version
+        return results, served.name
 
     def request_training(self, reason: str) -> str:
         try:
@@ -357,9 +411,9 @@ class Backend:
         logger.info("retraining (%s): %s", reason, state)
         return state
 
-    def annotation_event(self) -> str | None:
-        """Count a new annotation; start a retraining every ``train_every`` of them."""
-        self.new_annotations += 1
+    def annotation_event(self, count: int = 1) -> str | None:
+        """Count ``count`` new annotations; start a retraining every ``train_every`` of them."""
+        self.new_annotations += count
         every = self.settings.train_every
         if every and self.new_annotations >= every:
             self.new_annotations = 0
@@ -383,12 +437,14 @@ def create_label_studio_app(
     backend_settings: BackendSettings | None = None,
     version: int = 0,
     worker_id: str | None = None,
+    path: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
-    """The ML backend app for a loaded model, served as version ``version``."""
+    """The ML backend app for a loaded model, served as version ``version``; ``path``: the
+    model directory it was loaded from (retraining starts from its encoder)."""
     settings = settings or ServeSettings()
     backend_settings = backend_settings or BackendSettings()
     extractor = MicroBatcher(model, settings)
-    backend = Backend(model, version, extractor, backend_settings, settings.calibration)
+    backend = Backend(model, version, extractor, backend_settings, settings.calibration, path)
     app = new_app(
         "spert Label Studio ML backend",
         "SpERT as a Label Studio ML backend: pre-annotations with relations and calibrated "
@@ -410,14 +466,15 @@ def create_label_studio_app(
         backend.remember_project(body.get("project"))
         backend.hostname = body.get("hostname") or backend.hostname
         backend.access_token = body.get("access_token") or backend.access_token
-        mapping = backend.mapping(config)
+        served = backend.served
+        mapping = served.mapping(config)
         unknown = {k: v for k, v in {**mapping.config_only, **mapping.model_only}.items() if v}
         if unknown:
             logger.warning("labeling config of project %s: %s", backend.project_id, unknown)
-        if backend.shown_version != backend.model_version:
+        if backend.shown_version != served.name:
             background.add_task(backend.show_version)  # after the answer: Label Studio waits
         return {
-            "model_version": backend.model_version,
+            "model_version": served.name,
             "text_field": config.text_field,
             "mapping": mapping.to_dict(),
         }
@@ -444,7 +501,7 @@ def create_label_studio_app(
         if action == "START_TRAINING":
             return {"action": action, "training": backend.request_training("START_TRAINING")}
         if action in ANNOTATION_ACTIONS:
-            state = backend.annotation_event()
+            state = backend.annotation_event(annotation_count(body))
             return {"action": action, "training": state or "not requested"}
         return {"action": action, "training": "not requested"}
 
@@ -459,12 +516,13 @@ def create_label_studio_app(
 
     @app.get("/info", summary="Served version, types, mapping, retraining and batching state")
     async def info() -> dict[str, Any]:
+        served = backend.served
         return {
             "spert_version": __version__,
-            "model_version": backend.model_version,
-            "entity_types": list(backend.model.types.entities),
-            "relation_types": list(backend.model.types.relation_names),
-            "calibrated": backend.model.calibration is not None,
+            "model_version": served.name,
+            "entity_types": list(served.model.types.entities),
+            "relation_types": list(served.model.types.relation_names),
+            "calibrated": served.model.calibration is not None,
             "project_id": backend.project_id,
             "retraining": backend.retrainer.to_dict(),
             "train_every": backend_settings.train_every,
@@ -483,12 +541,10 @@ def load_label_studio_app(
 ) -> FastAPI:
     """Load the model to serve (the newest version in the project directory, else
     ``model_dir_arg``) and build the ML backend app."""
-    from spert.api import SpERT
-
     set_threads(settings.threads)
     found = versions(backend_settings.project_dir)
     version = max(found, default=0)
-    path = str(model_dir(backend_settings.project_dir, version)) if found else model_dir_arg
+    path = model_dir(backend_settings.project_dir, version) if found else model_dir_arg
     model = SpERT.load(path, device=device, calibration=settings.calibration)
     logger.info(
         "Label Studio ML backend: serving %s (%s), %d entity and %d relation types%s; "
@@ -500,4 +556,5 @@ def load_label_studio_app(
         ", calibrated" if model.calibration is not None else "",
         backend_settings.project_dir,
     )
-    return create_label_studio_app(model, settings, backend_settings, version)
+    served_dir = path if path is not None else default_model_dir()
+    return create_label_studio_app(model, settings, backend_settings, version, path=served_dir)
