@@ -34,10 +34,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+#: A variant measured here only: the encoder's weights cast to bfloat16 (no autocast; the heads
+#: stay float32), against ``torch-bf16``'s autocast over float32 weights.
+BF16_WEIGHTS = "bf16-weights"
+
+
 def load_model(model_dir: str | None, device: str, runtime: str = "torch") -> Any:
+    import torch
+
     from spert import SpertConfig, read_types
     from spert.api import SpERT
 
+    if model_dir and runtime == BF16_WEIGHTS:
+        model = SpERT.load(model_dir, device=device)
+        model.model.encoder.to(torch.bfloat16)
+        return model
     if model_dir:
         return SpERT.load(model_dir, device=device, runtime=runtime)
     return SpERT.create(read_types(DATA / "conll04_types.json"), SpertConfig(), device)
@@ -193,6 +204,11 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
 
             gold = read_dataset(DATA / "conll04_test.json", model.types)
             model.predict(gold[:bs], batch_size=bs)  # warm-up
+            # The first pass meets each batch shape for the first time (bfloat16 and oneDNN
+            # kernels are prepared per shape); the second is the steady state of a server.
+            started = time.perf_counter()
+            model.predict(gold, batch_size=bs)
+            out["first_pass_seconds"] = time.perf_counter() - started
             started = time.perf_counter()
             predictions = model.predict(gold, batch_size=bs)
             out["seconds"] = time.perf_counter() - started
@@ -242,11 +258,18 @@ def main() -> None:
     parser.add_argument(
         "--runtimes",
         nargs="*",
-        default=["torch", "onnx", "onnx-int8"],
+        default=["torch", "torch-bf16", BF16_WEIGHTS, "onnx", "onnx-int8"],
         help="runtimes compared on conll04_test (throughput and F1; needs --model; the ONNX "
         "files are exported into the model directory if missing)",
     )
-    parser.add_argument("--runtime-batch-size", type=int, default=8)
+    parser.add_argument("--runtime-batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="passes over runtimes x batch sizes, interleaved; the best of each is reported "
+        "(this host's single passes vary up to 2x)",
+    )
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--name", default="speed")
     parser.add_argument("--results", default="benchmarks/results")
@@ -274,33 +297,7 @@ def main() -> None:
         }
         report["inference"].append(row)
         print(json.dumps(row), flush=True)
-    runtimes = args.runtimes if args.model else []
-    if any(r != "torch" for r in runtimes):
-        from spert.model.onnx import onnx_path
-
-        if not all(onnx_path(args.model, r).is_file() for r in runtimes if r != "torch"):
-            run_task({**base, "kind": "export", "batch_size": 0})
-    for runtime in runtimes:
-        res = run_task(
-            {
-                **base,
-                "kind": "runtime",
-                "runtime": runtime,
-                "batch_size": args.runtime_batch_size,
-            }
-        )
-        row = {
-            "runtime": runtime,
-            "batch_size": args.runtime_batch_size,
-            "sent_per_s": round(res["sentences"] / res["seconds"], 1),
-            "entity_micro_f1": round(res["entity_micro_f1"], 2),
-            "relation_strict_micro_f1": round(res["relation_strict_micro_f1"], 2),
-            "peak_rss_mb": res["peak_rss_mb"],
-        }
-        report["runtimes"].append(row)
-        print(json.dumps(row), flush=True)
-    for row in report["runtimes"]:
-        row["speedup_vs_torch"] = round(row["sent_per_s"] / report["runtimes"][0]["sent_per_s"], 2)
+    report["runtimes"] = compare_runtimes(args, base) if args.model else []
     if args.skip_training:
         report["machine"] = f"{platform.machine()} ({platform.processor() or 'cpu'})"
         report["model"] = args.model or "untrained (bundled encoder)"
@@ -341,6 +338,62 @@ def main() -> None:
     write_report(report, Path(args.results), args.name, sys.argv[1:])
 
 
+def compare_runtimes(args: argparse.Namespace, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Throughput and F1 of each runtime at each batch size on conll04_test: ``--repeats``
+    interleaved passes (each measurement a fresh process), the best pass of each kept; the
+    speed-up is against torch (float32) at the same batch size."""
+    from spert.config import TORCH_RUNTIMES
+    from spert.model.onnx import onnx_path
+
+    runtimes = args.runtimes
+    onnx = [r for r in runtimes if r not in (*TORCH_RUNTIMES, BF16_WEIGHTS)]
+    if not all(onnx_path(args.model, r).is_file() for r in onnx):
+        run_task({**base, "kind": "export", "batch_size": 0})
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for repeat in range(args.repeats):
+        for bs in args.runtime_batch_sizes:
+            for runtime in runtimes:
+                task = {**base, "kind": "runtime", "runtime": runtime, "batch_size": bs}
+                res = run_task(task)
+                rate = res["sentences"] / res["seconds"]
+                first = res["sentences"] / res["first_pass_seconds"]
+                print(
+                    f"pass {repeat + 1}: {runtime} batch {bs}: {rate:.1f} sent/s "
+                    f"(first pass {first:.1f})",
+                    flush=True,
+                )
+                kept = best.get((runtime, bs))
+                if kept is None or rate > kept["sent_per_s"]:
+                    best[(runtime, bs)] = {
+                        "runtime": runtime,
+                        "batch_size": bs,
+                        "sent_per_s": round(rate, 1),
+                        "first_pass_sent_per_s": max(
+                            round(first, 1), (kept or {}).get("first_pass_sent_per_s", 0.0)
+                        ),
+                        "passes": [*(kept or {}).get("passes", []), round(rate, 1)],
+                        "entity_micro_f1": round(res["entity_micro_f1"], 2),
+                        "relation_strict_micro_f1": round(res["relation_strict_micro_f1"], 2),
+                        "peak_rss_mb": res["peak_rss_mb"],
+                    }
+                else:
+                    kept["passes"].append(round(rate, 1))
+                    kept["first_pass_sent_per_s"] = max(
+                        kept["first_pass_sent_per_s"], round(first, 1)
+                    )
+    rows = [best[(r, bs)] for bs in args.runtime_batch_sizes for r in runtimes]
+    for row in rows:
+        eager = best.get(("torch", row["batch_size"]))
+        row["speedup_vs_torch"] = (
+            round(row["sent_per_s"] / eager["sent_per_s"], 2) if eager else None
+        )
+        if eager:
+            row["rel_f1_vs_torch"] = round(
+                row["relation_strict_micro_f1"] - eager["relation_strict_micro_f1"], 2
+            )
+    return rows
+
+
 def write_report(report: dict[str, Any], results: Path, name: str, argv: list[str]) -> None:
     from spert.utils import atomic_write_text
 
@@ -362,18 +415,26 @@ def write_report(report: dict[str, Any], results: Path, name: str, argv: list[st
             f"| {r['ratio_to_encoder']:.2f} | {r['spert_peak_rss_mb'] / 1024:.2f} GB |"
         )
     if report.get("runtimes"):
+        repeats = max(len(r["passes"]) for r in report["runtimes"])
         lines += [
             "",
-            "## CPU deployment: encoder in onnxruntime (conll04_test, "
-            f"batch {report['runtimes'][0]['batch_size']})",
+            "## Runtimes (`--runtime`) on conll04_test: throughput and F1",
             "",
-            "| runtime | sent/s | speed-up vs torch | entity micro F1 | relation strict micro F1 "
-            "| peak RSS |",
-            "|---|---|---|---|---|---|",
+            f"Best of {repeats} interleaved repeats, each a fresh process that predicts the test "
+            "set twice: the second pass is the steady state (all passes listed), the first meets "
+            "each batch shape for the first time (best of the repeats). Speed-up against torch "
+            "(float32) at the same batch size, steady state. `bf16-weights` is measured here "
+            "only: the encoder's weights cast to bfloat16, no autocast.",
+            "",
+            "| runtime | batch | sent/s (best) | passes | first pass sent/s | speed-up vs torch "
+            "| entity micro F1 | relation strict micro F1 | peak RSS |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in report["runtimes"]:
+            speedup = "" if r["speedup_vs_torch"] is None else f"{r['speedup_vs_torch']:.2f}"
             lines.append(
-                f"| {r['runtime']} | {r['sent_per_s']} | {r['speedup_vs_torch']:.2f} "
+                f"| {r['runtime']} | {r['batch_size']} | {r['sent_per_s']} "
+                f"| {', '.join(map(str, r['passes']))} | {r['first_pass_sent_per_s']} | {speedup} "
                 f"| {r['entity_micro_f1']:.2f} | {r['relation_strict_micro_f1']:.2f} "
                 f"| {r['peak_rss_mb'] / 1024:.2f} GB |"
             )

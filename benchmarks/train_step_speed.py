@@ -22,8 +22,9 @@ import torch
 
 from spert.config import preset
 from spert.data import read_dataset, read_types
+from spert.model.precision import cpu_has_bf16
 from spert.training.batches import epoch_batches, epoch_rng
-from spert.training.trainer import Trainer, cpu_has_bf16
+from spert.training.trainer import Trainer
 from spert.utils import atomic_write_text
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "conll04"

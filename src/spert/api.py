@@ -4,12 +4,12 @@ The names users import; they live in the stages below (:mod:`spert.runtime.predi
 :mod:`spert.model.directory`, :mod:`spert.runtime.extraction`).
 """
 
+from spert.config import RUNTIMES
 from spert.model.directory import (
     ENCODER_DIR,
     FORMAT_VERSION,
     HEADS_FILE,
     META_FILE,
-    RUNTIMES,
     ModelError,
     default_model_dir,
 )

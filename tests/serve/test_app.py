@@ -707,6 +707,8 @@ def test_cli_parser_and_settings() -> None:
     assert args.model is None and args.ray is False and args.replicas == 1
     args = parser.parse_args(["serve", "--workers", "2"])
     assert settings_from_args(args) == ServeSettings(workers=2)
+    args = parser.parse_args(["serve", "--runtime", "torch-bf16"])
+    assert settings_from_args(args) == ServeSettings(runtime="torch-bf16")
     args = parser.parse_args(["serve", "--ray", "--replicas", "2", "--num-cpus", "0.5"])
     assert (args.ray, args.replicas, args.num_cpus, args.num_gpus) == (True, 2, 0.5, 0.0)
 
@@ -720,6 +722,10 @@ def test_cli_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         (["--max-wait-ms", "-1"], "spert: error: max_wait_ms and shutdown_timeout_s"),
         (["--threads", "0"], "spert: error: threads must be at least 1, got 0"),
         (["--workers", "0"], "spert: error: workers must be at least 1, got 0"),
+        (
+            ["--label-studio", "--runtime", "onnx", "--project-dir", str(tmp_path / "ls")],
+            "--label-studio retrains its model: use --runtime torch or torch-bf16",
+        ),
         (["--ray", "--workers", "2"], "spert: error: --workers is for the uvicorn server; on Ray"),
         (["--model", str(tmp_path)], "not a SpERT model directory"),
         ([], "run `spert demo` first"),

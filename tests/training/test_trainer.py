@@ -12,6 +12,7 @@ import torch
 
 from spert.api import SpERT
 from spert.config import ConfigError, SpertConfig
+from spert.model import precision
 from spert.model.candidates import Batch
 from spert.training import ADAM_BETAS, learning_rate_factor, make_optimizer, spert_loss, train
 from spert.training import trainer as trainer_module
@@ -163,10 +164,10 @@ def test_training_lowers_the_loss(types, sentences, tiny_config, tmp_path):
 def test_bf16_without_native_cpu_support_trains_in_float32_with_a_warning(
     types, sentences, tiny_config, tmp_path, caplog, monkeypatch
 ):
-    monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     config = tiny_config.replace(max_span_size=4, keep_checkpoints=0)
     plain = train(config, sentences, types, tmp_path / "a", device="cpu", progress=False)
-    with caplog.at_level(logging.WARNING, logger="spert.training"):
+    with caplog.at_level(logging.WARNING, logger="spert.model.precision"):
         bf16 = train(
             config.replace(bf16=True),
             sentences,
@@ -181,7 +182,7 @@ def test_bf16_without_native_cpu_support_trains_in_float32_with_a_warning(
         assert torch.equal(value, second[name]), name
 
 
-@pytest.mark.skipif(not trainer_module.cpu_has_bf16(), reason="this CPU has no native bfloat16")
+@pytest.mark.skipif(not precision.cpu_has_bf16(), reason="this CPU has no native bfloat16")
 def test_bf16_on_a_cpu_with_native_support_trains_under_autocast(
     types, sentences, tiny_config, tmp_path
 ):

@@ -76,8 +76,10 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=RUNTIMES,
         default="torch",
-        help="run the encoder in PyTorch, or on the CPU in onnxruntime from the files "
-        "`spert export-onnx` writes (default: torch)",
+        help="torch: PyTorch in float32; torch-bf16: PyTorch under bfloat16 autocast (fastest "
+        "on CPUs with AVX512-BF16 or AMX; elsewhere float32, with a warning); onnx, onnx-int8: "
+        "the encoder in onnxruntime on the CPU, from the files `spert export-onnx` writes "
+        "(default: torch)",
     )
 
 

@@ -37,8 +37,6 @@ FORMAT_VERSION = 1
 META_FILE = "spert.json"
 HEADS_FILE = "heads.safetensors"
 ENCODER_DIR = "encoder"
-#: Where the encoder runs: PyTorch, or onnxruntime on the CPU (see spert.model.onnx).
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 class ModelError(UserError, RuntimeError):

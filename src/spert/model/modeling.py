@@ -110,6 +110,7 @@ class SpertModel(nn.Module):
         windows = self.encoder(
             input_ids=batch.window_input_ids, attention_mask=batch.window_attention_mask
         ).last_hidden_state  # (W, L, H)
+        windows = windows.float()  # a bfloat16 encoder (runtime torch-bf16) feeds float32 heads
         return windows.reshape(-1, windows.shape[-1])[batch.token_index]  # (B, T, H)
 
     def span_representations(self, pooler: RangePooler, batch: Batch) -> torch.Tensor:

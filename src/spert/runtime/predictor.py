@@ -7,7 +7,9 @@ sentences are encoded, batched and decoded by :mod:`spert.model`, raw text is st
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
 
-from spert.config import InferenceConfig, ModelConfig, SpertConfig
+from spert.config import RUNTIMES, TORCH_RUNTIMES, InferenceConfig, ModelConfig, SpertConfig
 from spert.data import Context, DataError, Sentence, Types, check_record, document_contexts
 from spert.evaluation import evaluate
 from spert.model.calibration import Calibration
 from spert.model.candidates import Batch, candidate_spans, collate
 from spert.model.decoding import decode_batch
 from spert.model.directory import (
-    RUNTIMES,
     ModelError,
     SavedModel,
     find_model_dir,
@@ -40,6 +41,7 @@ from spert.model.encoding import (
 )
 from spert.model.modeling import SpertModel, default_device
 from spert.model.onnx import OnnxEncoder, onnx_path
+from spert.model.precision import bf16_autocast
 from spert.results import Document
 from spert.runtime.extraction import DocumentInput, extract_stream
 
@@ -66,7 +68,11 @@ class SpERT:
         inference: InferenceConfig | None = None,
     ) -> None:
         self.model = model
-        self.runtime = "torch"  # or "onnx" / "onnx-int8": see load()
+        #: "torch", "torch-bf16" (bfloat16 autocast), "onnx" or "onnx-int8": see load().
+        self.runtime = "torch"
+        #: The context of the forward pass when predicting (bfloat16 autocast for
+        #: ``runtime="torch-bf16"``, else none).
+        self.autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
         #: Applied when predicting (see spert.model.calibration); None: raw scores, one
         #: relation threshold (``inference.relation_threshold``). May be set or cleared.
         self.calibration = calibration
@@ -131,17 +137,20 @@ class SpERT:
         """Load a model directory written by :meth:`save`; without a path, the default model
         (:func:`spert.model.directory.default_model_dir`, written by ``spert demo``).
 
-        ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime on the CPU from
-        the files ``spert export-onnx`` writes (see :mod:`spert.model.onnx`). The model's
+        ``runtime="torch-bf16"`` predicts under bfloat16 autocast where the device computes in
+        bfloat16 natively (CPUs with AVX512-BF16 or AMX, recent GPUs; elsewhere float32, with a
+        warning). ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime on the
+        CPU from the files ``spert export-onnx`` writes (see :mod:`spert.model.onnx`). The model's
         calibration (``calibration.json``, from ``spert calibrate``) is used unless
         ``calibration=False``."""
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose {', '.join(RUNTIMES)}")
-        if runtime != "torch" and device is not None and torch.device(device).type != "cpu":
+        onnx = runtime not in TORCH_RUNTIMES
+        if onnx and device is not None and torch.device(device).type != "cpu":
             raise ModelError(f"runtime {runtime} runs on the CPU only, not on {device}")
         path = find_model_dir(path)
         saved = load_model_dir(path, calibration)
-        if runtime != "torch":
+        if onnx:
             encoder_config = saved.model.encoder.config
             saved.model.encoder = OnnxEncoder(onnx_path(path, runtime), encoder_config)
             device = "cpu"
@@ -155,11 +164,13 @@ class SpERT:
             saved.inference,
         )
         spert.runtime = runtime
+        if runtime == "torch-bf16":
+            spert.autocast = bf16_autocast(spert.device, "predicting")
         return spert
 
     def save(self, path: str | Path) -> None:
         """Write the model directory atomically: a temporary folder, then a rename."""
-        if self.runtime != "torch":
+        if self.runtime not in TORCH_RUNTIMES:
             raise ModelError(f"a model loaded with runtime {self.runtime} cannot be saved")
         save_model_dir(
             path,
@@ -259,6 +270,7 @@ class SpERT:
         try:
             with (
                 torch.inference_mode(),
+                self.autocast(),
                 tqdm(total=len(inputs), unit="sent", disable=not progress, desc="predict") as bar,
             ):
                 for chunk, batch in self.inference_batches(inputs, batch_size, contexts):

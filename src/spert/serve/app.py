@@ -296,7 +296,9 @@ def load_app(model_dir: str | None, settings: ServeSettings, device: str | None 
     from spert.api import SpERT
 
     set_threads(settings.threads)
-    model = SpERT.load(model_dir, device=device, calibration=settings.calibration)
+    model = SpERT.load(
+        model_dir, device=device, runtime=settings.runtime, calibration=settings.calibration
+    )
     app = create_app(model, settings)
     logger.info(
         "model %s: %d entity and %d relation types, on %s (%d torch threads)",

@@ -12,7 +12,14 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from spert.config import PRESETS, BackendSettings, ConfigError, RayServeSettings, ServeSettings
+from spert.config import (
+    PRESETS,
+    RUNTIMES,
+    BackendSettings,
+    ConfigError,
+    RayServeSettings,
+    ServeSettings,
+)
 from spert.utils import exit_on_user_error, setup_logging
 
 logger = logging.getLogger("spert.serve")
@@ -140,6 +147,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="ignore the model's calibration (MODEL/calibration.json): raw scores and the one "
         "relation threshold",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=defaults.runtime,
+        help="torch: PyTorch in float32; torch-bf16: under bfloat16 autocast (CPUs with "
+        "AVX512-BF16 or AMX, recent GPUs); onnx, onnx-int8: the encoder in onnxruntime from "
+        f"`spert export-onnx`'s files (default: {defaults.runtime})",
     )
 
     _add_label_studio(p)

@@ -54,7 +54,13 @@ from spert.active.retrain import (
 )
 from spert.active.selection import document_uncertainty
 from spert.api import SpERT, default_model_dir
-from spert.config import BackendSettings, ConfigError, ServeSettings, SpertConfig
+from spert.config import (
+    TORCH_RUNTIMES,
+    BackendSettings,
+    ConfigError,
+    ServeSettings,
+    SpertConfig,
+)
 from spert.data.formats.document import CharDocument, document_from_extraction
 from spert.data.formats.label_studio import label_studio_results
 from spert.results import Document
@@ -311,7 +317,9 @@ class Backend:
     def _switch(self, version: int, path: Path) -> None:
         """Load a finished version (in the retrainer's thread) and serve it from now on: the
         requests that arrive from now on; those in flight finish with the model they took."""
-        model = SpERT.load(path, device=self.model.device, calibration=self.calibration)
+        model = SpERT.load(
+            path, device=self.model.device, runtime=self.model.runtime, calibration=self.calibration
+        )
         self.served = self._served(model, version, path)  # one assignment: all or nothing
         logger.info(
             "now serving %s (%s): %d entity and %d relation types%s",
@@ -545,7 +553,13 @@ def load_label_studio_app(
     found = versions(backend_settings.project_dir)
     version = max(found, default=0)
     path = model_dir(backend_settings.project_dir, version) if found else model_dir_arg
-    model = SpERT.load(path, device=device, calibration=settings.calibration)
+    if settings.runtime not in TORCH_RUNTIMES:  # a retrained version has no ONNX files
+        raise ConfigError(
+            f"--label-studio retrains its model: use --runtime {' or '.join(TORCH_RUNTIMES)}"
+        )
+    model = SpERT.load(
+        path, device=device, runtime=settings.runtime, calibration=settings.calibration
+    )
     logger.info(
         "Label Studio ML backend: serving %s (%s), %d entity and %d relation types%s; "
         "project directory %s",

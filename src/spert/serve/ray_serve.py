@@ -124,7 +124,12 @@ class SpertDeployment:
         quiet_transformers()
         self.settings = ServeSettings(**settings)
         set_threads(self.settings.threads)
-        self.model = SpERT.load(model_dir, device=device, calibration=self.settings.calibration)
+        self.model = SpERT.load(
+            model_dir,
+            device=device,
+            runtime=self.settings.runtime,
+            calibration=self.settings.calibration,
+        )
         self.batch_size = self.settings.batch_size or self.model.inference.eval_batch_size
         self.split_pool = ThreadPoolExecutor(1, thread_name_prefix="spert-split")
         self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="spert-model")

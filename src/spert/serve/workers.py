@@ -130,25 +130,29 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message[0] if message else ''}"
 
 
-def _check_model(model_dir: str | None, device: str | None, calibration: bool) -> str | None:
+def _check_model(
+    model_dir: str | None, device: str | None, calibration: bool, runtime: str
+) -> str | None:
     """Load the model once (run in a process of its own); why it cannot be loaded, or None."""
     setup_logging(process_id=True)  # the workers' logs interleave
     try:
         from spert.api import SpERT
 
-        SpERT.load(model_dir, device=device, calibration=calibration)
+        SpERT.load(model_dir, device=device, runtime=runtime, calibration=calibration)
     except Exception as e:
         return _one_line(e)
     return None
 
 
-def check_model(model_dir: str | None, device: str | None, calibration: bool = True) -> None:
+def check_model(
+    model_dir: str | None, device: str | None, calibration: bool = True, runtime: str = "torch"
+) -> None:
     """Raise SystemExit with a one-line error if the model cannot be loaded on ``device``; the
     load runs in a short-lived spawned process, so that this one need not import torch."""
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(1, mp_context=context) as pool:
-            error = pool.submit(_check_model, model_dir, device, calibration).result()
+            error = pool.submit(_check_model, model_dir, device, calibration, runtime).result()
     except BrokenProcessPool:  # killed (out of memory?) or crashed while loading the model
         error = f"the process loading the model {model_dir or '(default)'} died"
     if error is not None:
@@ -189,7 +193,7 @@ def serve_workers(model_dir: str | None, settings: ServeSettings, device: str | 
             f"{uvicorn.__version__}); upgrade it, or serve with one worker"
         )
     # A bad model directory fails here, as one line, before any worker starts.
-    check_model(model_dir, device, settings.calibration)
+    check_model(model_dir, device, settings.calibration, settings.runtime)
     settings = replace(settings, threads=worker_threads(settings))
     worker = {"model": model_dir, "device": device, "settings": settings.to_dict()}
     os.environ[WORKER_ENV] = json.dumps(worker)  # spawned workers inherit the environment

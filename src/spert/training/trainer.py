@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from spert.data import Sentence, Types
 from spert.evaluation import evaluate, relation_f1, summarize
 from spert.evaluation.card import write_model_card
 from spert.model.directory import write_calibration
+from spert.model.precision import bf16_autocast
 from spert.runtime.predictor import SpERT
 from spert.training import checkpoint, distributed
 from spert.training.batches import (
@@ -152,7 +153,10 @@ class Trainer:
         if self.main:
             out_dir.mkdir(parents=True, exist_ok=True)
         self.step_size = config.train_batch_size * self.ctx.world_size * config.grad_accumulation
-        self.autocast = _autocast(config, self.ctx.device)
+        # The training forward pass: bfloat16 autocast with ``bf16`` where the device has it.
+        self.autocast = (
+            bf16_autocast(self.ctx.device, "training") if config.bf16 else contextlib.nullcontext
+        )
         seed_everything(config.seed)
         self.spert = SpERT.create(types, config, self.ctx.device)
         self.model = self.spert.model
@@ -459,38 +463,6 @@ class Trainer:
 
 def _dev_data_name(run: dict[str, Any] | None) -> str:
     return (run or {}).get("dev") or "dev set"
-
-
-def _autocast(
-    config: SpertConfig, device: torch.device
-) -> Callable[[], contextlib.AbstractContextManager[Any]]:
-    """The context of the training forward pass: bfloat16 autocast with ``bf16`` where the
-    device computes in bfloat16 natively (CUDA GPUs from Ampere on; CPUs with AVX512-BF16
-    or AMX), else float32 with a warning (emulated bfloat16 is slower than float32)."""
-    if not config.bf16:
-        return contextlib.nullcontext
-    if device.type == "cpu":
-        supported, name = cpu_has_bf16(), "this CPU"
-    elif device.type == "cuda":
-        supported, name = (
-            torch.cuda.is_bf16_supported(including_emulation=False),
-            torch.cuda.get_device_name(device),
-        )
-    else:
-        supported, name = False, str(device)
-    if not supported:
-        logger.warning("bf16: %s has no native bfloat16 arithmetic: training in float32", name)
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively: AVX512-BF16 or AMX instructions.
-    (oneDNN also runs bfloat16 on plain AVX512 CPUs, by conversion: slower than float32.)"""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):  # a torch without these checks
-        return False
 
 
 def _plain(value: Any) -> Any:
