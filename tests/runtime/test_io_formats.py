@@ -147,6 +147,28 @@ def test_brat(model_dir, inputs, expected, tmp_path):
     assert [content(d) for d in sorted(back, key=lambda d: d.id)] == [content(d) for d in expected]
 
 
+def test_brat_into_a_folder_of_documents_is_refused_before_predicting(
+    model_dir, inputs, tmp_path, monkeypatch
+):
+    out = tmp_path / "brat"
+    out.mkdir()
+    (out / "other.txt").write_text("Someone else's document.", "utf-8")
+    (out / "other.ann").write_text("", "utf-8")
+
+    def never(*args, **kwargs):
+        raise AssertionError("predicted before refusing the folder")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SpERT, "extract_stream", never)
+        with pytest.raises(X.DataError, match=r"holds documents already \(other.ann, other.txt\)"):
+            extract(model_dir, inputs, out, "--format", "brat")
+    assert sorted(p.name for p in out.iterdir()) == ["other.ann", "other.txt"]
+    # --overwrite replaces them.
+    extract(model_dir, inputs, out, "--format", "brat", "--overwrite")
+    assert sorted(p.name for p in out.iterdir())[:2] == ["1.ann", "1.txt"]
+    assert not (out / "other.txt").exists()
+
+
 def test_brat_needs_a_folder(model_dir, inputs):
     with pytest.raises(X.DataError, match="--format brat writes a folder"):
         extract(model_dir, inputs, Path("-"), "--format", "brat")

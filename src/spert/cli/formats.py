@@ -39,6 +39,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         symmetric=tuple(args.symmetric or ()),
         skip_empty=args.skip_empty,
         label_config=args.label_config,
+        doccano_labels=tuple(args.doccano_labels or ()),
         overwrite=args.overwrite,
     )
     split_inputs = {name: getattr(args, name) for name in SPLITS if getattr(args, name)}
@@ -158,6 +159,14 @@ def _add_import(sub: Any) -> None:
         metavar="XML",
         help="Label Studio: the project's labeling config; its labels and relations are kept "
         "in types.json even when unused",
+    )
+    p.add_argument(
+        "--doccano-labels",
+        nargs="+",
+        metavar="JSON",
+        help="doccano: its label files (Labels > Export Labels, or the OUT_STEM.span_types.json "
+        "and OUT_STEM.relation_types.json `spert extract --format doccano` writes): span "
+        "types, then relation types; declared types, kept in types.json even when unused",
     )
     p.add_argument(
         "--overwrite",

@@ -173,6 +173,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
                     title=f"spert extract: {name}",
                     types=model.types,
                     model_version=model_version(args.model),
+                    overwrite=args.overwrite,
                 ) as writer:
                     inputs = read_inputs(stream, input_format, args.input)
                     run_extract(model, inputs, writer, args.batch_size, not args.quiet)
@@ -353,6 +354,12 @@ def _add_extract(sub: Any) -> None:
         help="lines: one document per non-empty line; text: the whole input is one "
         "document; jsonl: records with 'text' (or 'tokens') and optional 'id' "
         "(default: jsonl for *.jsonl inputs, else lines)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--format brat: replace the documents of an --out folder that holds some (else it "
+        "is refused before any prediction)",
     )
     add_prediction_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

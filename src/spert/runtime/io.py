@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spert.data import DataError, Types
-from spert.data.formats.brat import write_brat
+from spert.data.formats.brat import check_new_output_folder, write_brat
 from spert.data.formats.doccano import doccano_line, write_doccano_labels
 from spert.data.formats.document import CharDocument, document_from_extraction
 from spert.data.formats.label_studio import (
@@ -151,7 +151,8 @@ class DocumentWriter:
 
     The annotation tool formats (:data:`TOOL_FORMATS`) need ``types``, the model's entity and
     relation types: they become the tool's labels. ``model_version`` names the model in Label
-    Studio's predictions.
+    Studio's predictions. ``overwrite``: a brat folder's documents are replaced (else a
+    folder that holds documents already is refused at once).
     """
 
     def __init__(
@@ -161,6 +162,7 @@ class DocumentWriter:
         title: str = "spert extract",
         types: Types | None = None,
         model_version: str = "spert",
+        overwrite: bool = False,
     ) -> None:
         if fmt not in FORMATS:
             raise DataError(f"unknown output format {fmt!r}; use one of {FORMATS}")
@@ -168,6 +170,9 @@ class DocumentWriter:
             raise DataError(f"--format {fmt} needs the model's types")
         if fmt == "brat" and out == "-":
             raise DataError("--format brat writes a folder (.txt + .ann per document): give --out")
+        if fmt == "brat" and not overwrite:  # before any work, not after it
+            check_new_output_folder(Path(out))
+        self.overwrite = overwrite
         self.out = out
         self.format = fmt
         self.title = title
@@ -246,7 +251,7 @@ class DocumentWriter:
         if self.types is None or self.out == "-":
             return
         if self.format == "brat":
-            write_brat(self._kept_char, self.out, self.types)
+            write_brat(self._kept_char, self.out, self.types, overwrite=self.overwrite)
         elif self.format == "label-studio":
             atomic_write_text(label_config_path(self.out), label_config(self.types))
         elif self.format == "doccano":

@@ -18,7 +18,9 @@ from spert.data.formats.doccano import (
     doccano_label_paths,
     doccano_record,
     read_doccano,
+    read_doccano_labels,
     write_doccano,
+    write_doccano_labels,
 )
 from spert.data.formats.document import CharDocument, CharEntity, CharRelation
 from spert.data.formats.report import FormatError, ImportReport
@@ -313,3 +315,75 @@ def test_records_never_annotated_are_flagged_or_skipped(tmp_path):
     main(["import", "doccano", str(path), "--out", str(tmp_path / "o"), "--skip-empty", "--quiet"])
     docs = (tmp_path / "o" / "documents.jsonl").read_text().splitlines()
     assert [json.loads(d)["id"] for d in docs] == ["1"]
+
+
+def test_label_files_declare_types(tmp_path: Path) -> None:
+    types = Types(("Peop", "Org", "Unused"), (RelationType("Work_For"), RelationType("Kill")))
+    spans, relations = write_doccano_labels(tmp_path / "docs.jsonl", types)
+    back = read_doccano_labels(spans, relations)
+    assert back.entities == types.entities
+    assert back.relation_names == ("Work_For", "Kill")
+    assert read_doccano_labels(spans).relations == ()
+    # doccano's own label export: the same objects with an id.
+    exported = tmp_path / "label_config.json"
+    exported.write_text(json.dumps([{"id": 4, "text": "Loc", "background_color": "#fff"}]))
+    assert read_doccano_labels(exported).entities == ("Loc",)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "not a doccano label file"),
+        ('{"text": "Peop"}', "a JSON list of labels expected"),
+        ('[{"text": "Peop"}, {"name": "Org"}]', "label 1: field 'text' must be a non-empty"),
+        ("[]", "declares no span type"),
+    ],
+)
+def test_bad_label_files_name_the_file_and_label(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "labels.json"
+    path.write_text(content)
+    with pytest.raises(FormatError, match=message) as e:
+        read_doccano_labels(path)
+    assert str(path) in str(e.value)
+
+
+@needs_samples
+def test_import_of_a_real_export_keeps_the_declared_types(tmp_path: Path, capsys) -> None:
+    types = Types(
+        ("Peop", "Org", "Loc", "Other", "Never_Used"),
+        (RelationType("Work_For"), RelationType("Never_Related")),
+    )
+    spans, relations = write_doccano_labels(tmp_path / "labels.jsonl", types)
+    export = SAMPLES / "from-doccano-1.8" / "news_export.jsonl"
+    out = tmp_path / "data"
+    main(
+        [
+            "import",
+            "doccano",
+            str(export),
+            "--out",
+            str(out),
+            "--doccano-labels",
+            str(spans),
+            str(relations),
+            "--quiet",
+        ]
+    )
+    written = json.loads((out / "types.json").read_text())
+    assert list(written["entities"])[:5] == list(types.entities)
+    assert {"Work_For", "Never_Related"} <= set(written["relations"])
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "import",
+                "brat",
+                str(export),
+                "--out",
+                str(tmp_path / "x"),
+                "--doccano-labels",
+                str(spans),
+            ]
+        )
+    assert "--doccano-labels are doccano's label files, not for brat" in str(e.value.code)

@@ -44,6 +44,8 @@ from spert.utils import atomic_replace_dir, recover_replaced_dir
 Discontinuous = Literal["span", "drop"]
 
 CONF_NAME = "annotation.conf"
+#: The files of a brat document (NAME.txt + NAME.ann).
+DOCUMENT_SUFFIXES = (".txt", ".ann")
 BOM = "\ufeff"
 _SCORE_NOTE = re.compile(r"^score=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
 _SAFE_NAME = re.compile(r"[^\w.-]+")  # letters and digits of any script are kept
@@ -579,14 +581,11 @@ def write_brat(
     if out.is_dir():
         ours = {f"{n}{suffix}" for n in names for suffix in (".txt", ".ann")} | {CONF_NAME}
         others = sorted(p.name for p in out.iterdir() if p.name not in ours)
-        foreign = [n for n in others if n.endswith((".txt", ".ann"))]
+        foreign = [n for n in others if n.endswith(DOCUMENT_SUFFIXES)]
         if foreign and not overwrite:
-            shown = ", ".join(foreign[:3]) + (
-                f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-            )
             raise DataError(
-                f"{out}: holds other documents ({shown}); they would be mixed with these: "
-                "write to another folder, or replace it (spert export --overwrite)"
+                f"{out}: holds other documents ({_listed(foreign)}); they would be mixed with "
+                "these: write to another folder, or replace it (spert export --overwrite)"
             )
         kept = [out / n for n in others if n not in foreign]
 
@@ -601,6 +600,24 @@ def write_brat(
 
     atomic_replace_dir(out, fill)
     return [out / f"{name}.ann" for name in names]
+
+
+def check_new_output_folder(path: Path) -> None:
+    """A :class:`DataError` when ``path`` cannot be a folder, or holds brat documents already:
+    the check of a writer that knows its documents' names only at the end, made before the
+    work that produces them (``--overwrite`` skips the second part)."""
+    check_output_folder(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.name.endswith(DOCUMENT_SUFFIXES))
+        if found:
+            raise DataError(
+                f"{path}: holds documents already ({_listed(found)}): write to another folder, "
+                "or replace them (--overwrite)"
+            )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def check_output_folder(path: Path) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from spert.data.dataset import Types
+from spert.data.dataset import RelationType, Types
 from spert.data.formats.document import CharDocument, CharEntity, CharRelation
 from spert.data.formats.report import FormatError, ImportReport, ReportEntry
 from spert.data.formats.tools import JsonValue, label_color, optional_score, read_json_documents
@@ -257,6 +257,36 @@ def write_doccano(
     if types is not None:
         write_doccano_labels(path, types)
     return Path(path)
+
+
+def read_doccano_labels(
+    spans_path: str | os.PathLike[str], relations_path: str | os.PathLike[str] | None = None
+) -> Types:
+    """The types declared by doccano label files (what its label page exports, and what
+    :func:`write_doccano_labels` writes): a JSON list of labels, each an object whose ``text``
+    is the type's name; span types, then (optionally) relation types (directed)."""
+    entities = _label_names(Path(spans_path))
+    if not entities:
+        raise FormatError(f"{spans_path}: declares no span type")
+    relations = _label_names(Path(relations_path)) if relations_path else []
+    return Types(tuple(entities), tuple(RelationType(name) for name in relations))
+
+
+def _label_names(path: Path) -> list[str]:
+    try:
+        labels = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"{path}: not a doccano label file ({e})") from None
+    if not isinstance(labels, list):
+        raise FormatError(f"{path}: not a doccano label file (a JSON list of labels expected)")
+    names: list[str] = []
+    for i, label in enumerate(labels):
+        name = label.get("text") if isinstance(label, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise FormatError(f"{path}: label {i}: field 'text' must be a non-empty string")
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def doccano_label_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:

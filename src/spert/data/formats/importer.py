@@ -30,7 +30,7 @@ from typing import Any
 from spert.config import ModelConfig, SpertConfig
 from spert.data.dataset import DataError, RelationType, Sentence, Types, read_dataset, write_dataset
 from spert.data.formats.brat import Discontinuous, check_output_folder, read_brat, write_brat
-from spert.data.formats.doccano import read_doccano, write_doccano
+from spert.data.formats.doccano import read_doccano, read_doccano_labels, write_doccano
 from spert.data.formats.document import CharDocument
 from spert.data.formats.label_studio import (
     read_label_config,
@@ -79,12 +79,17 @@ class ImportOptions:
     label_config: str | None = None
     """Label Studio: the project's labeling config, whose labels and relations are declared
     types (kept in ``types.json`` even when no annotation uses them)."""
+    doccano_labels: tuple[str, ...] = ()
+    """doccano: its label files (span types, then optionally relation types), declared types
+    as ``label_config`` is for Label Studio."""
     overwrite: bool = False
     """Replace an output folder holding files an import did not write."""
 
     def __post_init__(self) -> None:
         if self.max_span_size < 1:
             raise DataError(f"--max-span-size {self.max_span_size}: must be 1 or more (words)")
+        if len(self.doccano_labels) > 2:
+            raise DataError("--doccano-labels: the span types file, then the relation types file")
 
 
 #: A reader: (inputs, report, options) -> documents and the types the files declare (or None).
@@ -100,7 +105,10 @@ READERS: dict[str, Reader] = {
         read_label_studio(inputs, report, o.annotation),
         read_label_config(o.label_config) if o.label_config else None,
     ),
-    "doccano": lambda inputs, report, o: (read_doccano(inputs, report, o.skip_empty), None),
+    "doccano": lambda inputs, report, o: (
+        read_doccano(inputs, report, o.skip_empty),
+        read_doccano_labels(*o.doccano_labels) if o.doccano_labels else None,
+    ),
 }
 WRITERS: dict[str, Writer] = {
     "brat": lambda documents, out, types: write_brat(documents, out, types),
@@ -301,6 +309,10 @@ def import_documents(
     (``{"train": [...], "dev": [...], "test": [...]}``, kept as given) names the files."""
     if fmt not in READERS:
         raise DataError(f"unknown format {fmt!r}; one of {', '.join(READERS)}")
+    if options.label_config and fmt != "label-studio":
+        raise DataError(f"--label-config is a Label Studio labeling config, not for {fmt}")
+    if options.doccano_labels and fmt != "doccano":
+        raise DataError(f"--doccano-labels are doccano's label files, not for {fmt}")
     out = Path(out_dir)
     check_output_folder(out)
     _check_dataset_folder(out, options.overwrite)
