@@ -193,7 +193,7 @@ def markdown(report: dict[str, Any], curves: dict[str, Any], result: dict[str, A
     lines = [
         "# Active learning on CoNLL04 (simulated)",
         "",
-        f"Command: `{report['command']}`",
+        "Commands (their runs together): " + "; ".join(f"`{c}`" for c in report["commands"]),
         f"spert {report['spert_version']}; setup: {json.dumps(report['setup'])}",
         "",
         "Mean over the seeds (± sample standard deviation across seeds).",
@@ -289,6 +289,11 @@ def main() -> None:
     parser.add_argument("--work", default="runs/active_learning")
     parser.add_argument("--results", default="benchmarks/results")
     parser.add_argument("--name", default="active_learning_conll04")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: rewrite the table, verdict and plot from the runs in NAME.json",
+    )
     args = parser.parse_args()
     setup_logging()
 
@@ -308,12 +313,13 @@ def main() -> None:
     report = json.loads(json_path.read_text()) if json_path.is_file() else {"runs": {}}
     if report.get("setup", setup) != setup:
         raise SystemExit(f"{json_path} holds runs of another setup: use another --name")
-    report.update(
-        setup=setup,
-        spert_version=__version__,
-        command="python benchmarks/active_learning.py " + " ".join(sys.argv[1:]),
-    )
-    for seed in args.seeds:
+    # The runs may come from several invocations (e.g. one strategy at a time): all are listed.
+    commands = report.pop("commands", None) or [c for c in [report.pop("command", None)] if c]
+    if not args.report_only:
+        commands.append("python benchmarks/active_learning.py " + " ".join(sys.argv[1:]))
+        report.update(setup=setup, spert_version=__version__)
+    report["commands"] = commands
+    for seed in [] if args.report_only else args.seeds:
         for strategy in args.strategies:
             key = f"{strategy}/seed_{seed}"
             if key in report["runs"]:
