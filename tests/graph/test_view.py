@@ -12,7 +12,7 @@ from conftest import chromium
 from graph_docs import open_corpus_store
 
 from spert.config import GraphConfig
-from spert.graph.store import GraphStore
+from spert.graph.store import GraphError, GraphStore
 from spert.graph.view import graph_view_data, write_graph_view
 
 pytest.importorskip("ladybug")
@@ -65,6 +65,18 @@ def test_page_is_self_contained(store: GraphStore, tmp_path: Path) -> None:
         r'<script type="application/json" id="graph-data">(.*?)</script>', html, re.S
     )
     assert json.loads(payload.group(1))["stats"]["nodes"] == 6
+
+
+def test_page_is_never_written_into_the_store(store: GraphStore, tmp_path: Path) -> None:
+    before = sorted(p.name for p in store.path.iterdir())
+    for out, pattern in [
+        (store.path / "view.html", "is or lies inside the graph store"),
+        (store.path, "is or lies inside the graph store"),
+        (tmp_path, "is a folder; the view is an HTML file"),
+    ]:
+        with pytest.raises(GraphError, match=pattern):
+            write_graph_view(store, out)
+    assert sorted(p.name for p in store.path.iterdir()) == before
 
 
 def test_browser_draws_the_graph_and_shows_evidence(store: GraphStore, tmp_path: Path) -> None:

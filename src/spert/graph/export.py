@@ -53,7 +53,7 @@ def export_graph(
     if fmt != "neo4j" and fmt not in writers:
         raise GraphError(f"unknown export format {fmt!r}; use one of {EXPORT_FORMATS}")
     out = Path(out)
-    _check_output(store, out)
+    check_output_path(store, out)
     if fmt == "neo4j":
         _check_neo4j_folder(out, overwrite)
         return atomic_replace_dir(out, lambda folder: write_neo4j(store, folder))
@@ -69,8 +69,9 @@ def export_graph(
     return Path(out)
 
 
-def _check_output(store: GraphStore, out: Path) -> None:
-    """Refuse an output that would replace or write into the store, or has no name."""
+def check_output_path(store: GraphStore, out: Path) -> None:
+    """Refuse an output (an export, the HTML view) that would replace or write into the store,
+    or has no name."""
     if out.name in ("", ".", ".."):
         raise GraphError(f"{out}: give the export a name (a new folder or file), not {out}")
     check_output_folder(out.parent)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from spert.config import GraphConfig
-from spert.graph.store import GraphStore
+from spert.graph.export import check_output_path
+from spert.graph.store import GraphError, GraphStore
 from spert.utils import atomic_write_text
 
 #: Type colours, in the order types are first seen (then repeated).
@@ -116,7 +117,10 @@ def write_graph_view(
     config: GraphConfig | None = None,
     title: str = "spert knowledge graph",
 ) -> dict[str, Any]:
-    """Write the page to ``out`` (atomically); returns the data shown."""
+    """Write the page to ``out`` (atomically; not inside the store); returns the data shown."""
+    check_output_path(store, Path(out))
+    if Path(out).is_dir():
+        raise GraphError(f"{out}: is a folder; the view is an HTML file")
     data = graph_view_data(store, min_confidence, types, config)
     atomic_write_text(Path(out), render_graph(data, title))
     return data
