@@ -15,6 +15,7 @@ from spert.data import Entity, Relation, Sentence, Types, write_dataset
 from spert.evaluation import evaluate
 from spert.evaluation.error_report import (
     REPORT_FILES,
+    ReportInput,
     precision_recall,
     report_numbers,
     summary_markdown,
@@ -60,14 +61,16 @@ def test_report_numbers_agree(types: Types, sentences: list[Sentence]) -> None:
     uncalibrated = [scored(s, rng) for s in sentences]
     metrics = evaluate(sentences, predictions, types)
     numbers, breakdown = report_numbers(
-        sentences,
-        predictions,
-        types,
-        floor,
-        uncalibrated,
-        {"Work_For": 0.3, "Live_In": 0.5, "Spouse": 0.4},
-        None,
-        metrics,
+        ReportInput(
+            sentences,
+            predictions,
+            types,
+            floor,
+            uncalibrated,
+            {"Work_For": 0.3, "Live_In": 0.5, "Spouse": 0.4},
+            None,
+            metrics,
+        )
     )
     json.dumps(numbers)  # plain JSON
     assert numbers["calibrated"]
@@ -100,7 +103,7 @@ def test_write_report_without_calibration(
 ) -> None:
     rng = np.random.default_rng(1)
     predictions = [scored(s, rng) for s in sentences]
-    numbers = write_report(tmp_path / "r", sentences, predictions, types, predictions)
+    numbers = write_report(tmp_path / "r", ReportInput(sentences, predictions, types, predictions))
     for name in REPORT_FILES:
         path = tmp_path / "r" / name
         assert path.is_file() and path.stat().st_size > 0, name

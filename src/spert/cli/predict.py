@@ -22,7 +22,7 @@ from spert.data import (
 )
 from spert.evaluation import format_metrics
 from spert.evaluation.card import write_model_card
-from spert.evaluation.error_report import report_available, write_report
+from spert.evaluation.error_report import ReportInput, report_available, write_report
 from spert.evaluation.errors import SIDE_NAMES
 from spert.evaluation.reliability import SCORE_FLOOR
 from spert.model.directory import find_model_dir
@@ -108,18 +108,18 @@ def _eval_report(
             "metrics without overlapping entities (--no-overlap); the error breakdown, curves "
             "and reliability count every entity"
         )
-    numbers = write_report(
-        args.report,
-        data,
-        predictions,
-        model.types,
-        floor,
-        uncalibrated,
-        dict(zip(model.types.relation_names, model.relation_thresholds())),
-        calibration.entity_threshold if calibration is not None else None,
-        metrics,
-        info,
+    report = ReportInput(
+        gold=data,
+        predictions=predictions,
+        types=model.types,
+        floor_predictions=floor,
+        floor_uncalibrated=uncalibrated,
+        relation_thresholds=dict(zip(model.types.relation_names, model.relation_thresholds())),
+        entity_threshold=calibration.entity_threshold if calibration is not None else None,
+        metrics=metrics,
+        info=info,
     )
+    numbers = write_report(args.report, report)
     print(f"report: {Path(args.report) / 'report.md'}")
     for section in ("entities", "relations"):
         r = numbers["reliability"][section]

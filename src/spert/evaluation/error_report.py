@@ -28,6 +28,7 @@ import importlib.util
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,18 +156,9 @@ def _curves(
     return out
 
 
-def report_numbers(
-    gold: Sequence[Sentence],
-    predictions: Sequence[Sentence],
-    types: Types,
-    floor_predictions: Sequence[Sentence],
-    floor_uncalibrated: Sequence[Sentence] | None = None,
-    relation_thresholds: Mapping[str, float] | None = None,
-    entity_threshold: float | None = None,
-    metrics: Mapping[str, Any] | None = None,
-    info: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, Any], ErrorBreakdown]:
-    """Everything ``report.json`` holds, and the error breakdown it was computed from.
+@dataclass(frozen=True)
+class ReportInput:
+    """What a report is computed from.
 
     ``predictions`` are the model's (at its thresholds), ``floor_predictions`` the same model's
     with relations kept down to the score floor; ``floor_uncalibrated`` those of the model
@@ -174,6 +166,22 @@ def report_numbers(
     ``relation_thresholds`` (per type) and ``entity_threshold`` are the cut-offs the
     predictions were made with (None for the entity argmax), for the record.
     """
+
+    gold: Sequence[Sentence]
+    predictions: Sequence[Sentence]
+    types: Types
+    floor_predictions: Sequence[Sentence]
+    floor_uncalibrated: Sequence[Sentence] | None = None
+    relation_thresholds: Mapping[str, float] | None = None
+    entity_threshold: float | None = None
+    metrics: Mapping[str, Any] | None = None
+    info: Mapping[str, Any] | None = None
+
+
+def report_numbers(report: ReportInput) -> tuple[dict[str, Any], ErrorBreakdown]:
+    """Everything ``report.json`` holds, and the error breakdown it was computed from."""
+    gold, predictions, types = report.gold, report.predictions, report.types
+    floor_predictions, floor_uncalibrated = report.floor_predictions, report.floor_uncalibrated
     breakdown = error_breakdown(gold, predictions, types)
     variants = {"before": floor_uncalibrated, "after": floor_predictions}
     if floor_uncalibrated is None:
@@ -208,10 +216,10 @@ def report_numbers(
             types.relation_names,
         ),
     }
-    thresholds = dict(relation_thresholds or {})
+    thresholds = dict(report.relation_thresholds or {})
     operating = {
         "entities": {
-            name: _operating_point(row, entity_threshold)
+            name: _operating_point(row, report.entity_threshold)
             for name, row in breakdown.per_type["entities"].items()
         },
         "relations": {
@@ -220,10 +228,10 @@ def report_numbers(
         },
     }
     numbers = {
-        "info": dict(info or {}),
+        "info": dict(report.info or {}),
         "sentences": len(gold),
         "calibrated": floor_uncalibrated is not None,
-        "metrics": dict(metrics or {}),
+        "metrics": dict(report.metrics or {}),
         "reliability": calibration,
         "precision_recall": curves,
         "operating_points": operating,
@@ -236,36 +244,15 @@ def report_numbers(
 
 
 def write_report(
-    out_dir: str | Path,
-    gold: Sequence[Sentence],
-    predictions: Sequence[Sentence],
-    types: Types,
-    floor_predictions: Sequence[Sentence],
-    floor_uncalibrated: Sequence[Sentence] | None = None,
-    relation_thresholds: Mapping[str, float] | None = None,
-    entity_threshold: float | None = None,
-    metrics: Mapping[str, Any] | None = None,
-    info: Mapping[str, Any] | None = None,
-    worst: int = WORST_SENTENCES,
+    out_dir: str | Path, report: ReportInput, worst: int = WORST_SENTENCES
 ) -> dict[str, Any]:
     """Write the report (see the module docstring) into ``out_dir``; returns the numbers of
-    ``report.json``. Arguments as :func:`report_numbers`; ``worst`` sentences per error kind
-    go into ``errors.html``."""
+    ``report.json``. ``worst`` sentences per error kind go into ``errors.html``."""
     if not report_available():
         raise ReportError("the report's plots need matplotlib: pip install 'spert[experiments]'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    numbers, breakdown = report_numbers(
-        gold,
-        predictions,
-        types,
-        floor_predictions,
-        floor_uncalibrated,
-        relation_thresholds,
-        entity_threshold,
-        metrics,
-        info,
-    )
+    numbers, breakdown = report_numbers(report)
     plot_reliability(numbers["reliability"], out / "reliability.png")
     for section in ("relations", "entities"):
         plot_precision_recall(
@@ -276,7 +263,8 @@ def write_report(
         )
     plot_confusion(numbers["errors"]["confusion"], out / "confusion.png")
     plot_errors(numbers["errors"]["counts"], out / "errors.png")
-    write_html(out / "errors.html", errors_page(gold, predictions, types, breakdown, worst))
+    page = errors_page(report.gold, report.predictions, report.types, breakdown, worst)
+    write_html(out / "errors.html", page)
     atomic_write_text(out / "report.json", json.dumps(numbers, indent=2) + "\n")
     atomic_write_text(out / "report.md", summary_markdown(numbers, worst))
     return numbers
@@ -611,4 +599,5 @@ __all__ = [
     "report_numbers",
     "summary_markdown",
     "write_report",
+    "ReportInput",
 ]
