@@ -257,8 +257,10 @@ def plot(curves: dict[str, Any], path: Path) -> bool:
     rel_ax, entity_ax = axes[0]
     for strategy, points in curves.items():
         x = [p["labeled"] for p in points]
-        rel_ax.plot(x, [p["rel_plus_f1"] for p in points], marker="o", label=strategy)
-        entity_ax.plot(x, [p["entity_f1"] for p in points], marker="o", label=strategy)
+        seeds = min(p["seeds"] for p in points)
+        label = f"{strategy} ({seeds} seed{'s' if seeds > 1 else ''})"
+        rel_ax.plot(x, [p["rel_plus_f1"] for p in points], marker="o", label=label)
+        entity_ax.plot(x, [p["entity_f1"] for p in points], marker="o", label=label)
     for ax, title in ((rel_ax, "rel+ F1 (strict)"), (entity_ax, "entity F1")):
         ax.set_xlabel("labeled training sentences")
         ax.set_ylabel(title)
