@@ -174,6 +174,10 @@ class ModelConfig(_Options):
     """Encode each sentence with up to this many words of the surrounding document on each side
     (sentences with the same doc_id, consecutive in the input); candidate spans stay inside the
     sentence. 0 = the sentence alone (the paper's)."""
+    span_boundary: bool = False
+    """Beyond the paper: a span's representation also holds the encoder embeddings of its first
+    and last subword (as PURE's does), beside the pooled one (so relations see them too, in
+    their argument parts). Off = the paper's."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

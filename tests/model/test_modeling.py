@@ -10,7 +10,7 @@ from spert.api import SpERT
 from spert.config import SpertConfig
 from spert.data import Sentence, Types
 from spert.model.candidates import Batch, TrainingSample, collate, sample_training
-from spert.model.modeling import RangePooler
+from spert.model.modeling import RangePooler, boundary_embeddings
 from spert.training import spert_loss
 
 MODES = ("max", "sum", "mean")
@@ -296,3 +296,116 @@ def test_word_shape_model_trains_and_predicts(types, sentences, tiny_config):
     spert.model.eval()
     (prediction,) = spert.predict([["Mary", "works", "in", "Boston"]])
     assert all(0 <= e.start < e.end <= 4 for e in prediction.entities)
+
+
+# -- span_boundary: the first and last subword beside the pool -----------------------------
+
+
+def span_parts(spert: SpERT, batch: Batch, hidden: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return spert.model.span_representations(RangePooler(hidden, "max"), batch)
+
+
+def test_boundary_embeddings_gather_first_and_last_subword():
+    hidden = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # (B, T, H)
+    spans = torch.tensor([[0, 2], [1, 1], [2, 5], [4, 5]])
+    batch = Batch(
+        window_input_ids=torch.zeros(2, 5, dtype=torch.long),
+        window_attention_mask=torch.ones(2, 5, dtype=torch.long),
+        token_index=torch.arange(10).reshape(2, 5),
+        span_batch=torch.tensor([0, 0, 1, 1]),
+        span_bounds=spans,
+        span_widths=spans[:, 1] - spans[:, 0],
+        span_words=spans,
+    )
+    first, last = boundary_embeddings(hidden, batch)
+    zero = torch.zeros(3)  # the empty span [1, 1): no subword, zeros as its pool
+    expected_first = [hidden[0, 0], zero, hidden[1, 2], hidden[1, 4]]
+    expected_last = [hidden[0, 1], zero, hidden[1, 4], hidden[1, 4]]
+    torch.testing.assert_close(first, torch.stack(expected_first))
+    torch.testing.assert_close(last, torch.stack(expected_last))
+
+
+def test_span_boundary_shapes(types, sentences, tiny_config):
+    config = tiny_config.replace(span_boundary=True)
+    spert = make_spert(types, config)
+    hidden_size = spert.model.encoder.config.hidden_size
+    span_dim = 3 * hidden_size + config.width_embedding_dim
+    assert spert.model.entity_classifier.in_features == span_dim + hidden_size
+    assert spert.model.relation_classifier.in_features == 2 * span_dim + hidden_size
+    batch = training_batch(spert, sentences, types)
+    assert batch.pairs is not None
+    entity_logits, relation_logits = spert.model(batch)
+    assert entity_logits.shape == (len(batch.span_batch), len(types.entities) + 1)
+    assert relation_logits.shape == (len(batch.pairs), len(types.relations))
+    spert.model.eval()
+    with torch.no_grad():
+        hidden = spert.model.encode(batch)
+    spans = span_parts(spert, batch, hidden)
+    assert spans.shape == (len(batch.span_batch), span_dim)
+    # The relation's argument parts are the spans' representations, boundaries included.
+    features = relation_features(spert, batch)
+    torch.testing.assert_close(features[:, :span_dim], spans[batch.pairs[:, 0]])
+    torch.testing.assert_close(features[:, -span_dim:], spans[batch.pairs[:, 1]])
+
+
+def test_span_boundary_sees_what_the_max_pool_does_not(types, sentences, tiny_config):
+    """A span's first (or last) subword set to the span's max-pool leaves the pool as it was,
+    but not the representation."""
+    spert = make_spert(types, tiny_config.replace(span_boundary=True))
+    spert.model.eval()
+    spans = np.array([[3, 5], [0, 1], [6, 7]])  # "Acme Corp" (2 subwords), "Mary", "Boston"
+    batch = collate(spert.encode(sentences[:1]), [spans], spert.pad_token_id)
+    with torch.no_grad():
+        hidden = spert.model.encode(batch)
+    start, end = batch.span_bounds[0].tolist()
+    assert end - start >= 2
+    pool = hidden[0, start:end].max(0).values
+    before = span_parts(spert, batch, hidden)
+    h = hidden.shape[-1]
+    for position, part in ((start, slice(h, 2 * h)), (end - 1, slice(2 * h, 3 * h))):
+        changed = hidden.clone()
+        changed[0, position] = pool
+        after = span_parts(spert, batch, changed)
+        torch.testing.assert_close(after[:, :h], before[:, :h])  # the pool: unchanged
+        assert (after[0, part] != before[0, part]).any()  # the boundary: changed
+        torch.testing.assert_close(after[0, part], pool)
+        torch.testing.assert_close(after[1:], before[1:])  # other spans: unchanged
+
+
+def test_span_boundary_off_is_the_paper_representation(types, sentences, tiny_config):
+    off = make_spert(types, tiny_config)
+    on = make_spert(types, tiny_config.replace(span_boundary=True))
+    hidden_size = off.model.encoder.config.hidden_size
+    width = tiny_config.width_embedding_dim
+    assert off.model.entity_classifier.in_features == 2 * hidden_size + width
+    assert off.model.relation_classifier.in_features == 3 * hidden_size + 2 * width
+    batch = training_batch(off, sentences, types)
+    off.model.eval()
+    on.model.eval()
+    with torch.no_grad():
+        hidden = off.model.encode(batch)
+        pooled = RangePooler(hidden, "max")(
+            batch.span_batch, batch.span_bounds[:, 0], batch.span_bounds[:, 1]
+        )
+        paper = torch.cat([pooled, off.model.width_embedding(batch.span_widths)], dim=-1)
+    without = span_parts(off, batch, hidden)
+    assert torch.equal(without, paper)
+    # With boundaries on, the same pool and width embedding, and the two subwords between.
+    with_boundary = span_parts(on, batch, hidden)
+    kept = torch.cat([with_boundary[:, :hidden_size], with_boundary[:, 3 * hidden_size :]], -1)
+    assert torch.equal(kept, paper)
+
+
+def test_span_boundary_model_trains_saves_and_loads(types, sentences, tiny_config, tmp_path):
+    spert = make_spert(types, tiny_config.replace(span_boundary=True, max_span_size=4))
+    batch = training_batch(spert, sentences, types)
+    entity_logits, relation_logits = spert.model(batch)
+    spert_loss(entity_logits, relation_logits, batch).backward()
+    grad = spert.model.encoder.get_input_embeddings().weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    spert.model.eval()
+    spert.save(tmp_path / "model")
+    loaded = SpERT.load(tmp_path / "model", device="cpu")
+    assert loaded.config.span_boundary
+    assert loaded.predict(sentences) == spert.predict(sentences)

@@ -64,7 +64,7 @@ def score_batch(
     hidden = model.encode(batch)  # (B, T, H)
     sentence = hidden[:, 0]
     pooler = RangePooler(hidden, model.config.pooling)
-    spans = model.span_representations(pooler, batch)  # (N, H + width)
+    spans = model.span_representations(pooler, batch)  # (N, S) S: span dims
     logits = model.entity_logits(spans, sentence, batch.span_batch).float()
     if calibration is None:
         entity_probs = logits.softmax(-1)

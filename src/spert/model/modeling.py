@@ -82,6 +82,18 @@ class RangePooler:
         return pooled
 
 
+def boundary_embeddings(hidden: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+    """The encoder embeddings of each span's first and last subword (``span_boundary``, as in
+    PURE): two (N, H) tensors gathered from hidden (B, T, H). A span without subwords gets
+    zeros, as its pool does."""
+    seq_len = hidden.shape[1]
+    start, end = batch.span_bounds[:, 0], batch.span_bounds[:, 1]  # (N,) subword [start, end)
+    empty = (end <= start).unsqueeze(-1)  # (N, 1)
+    first = hidden[batch.span_batch, start.clamp(0, seq_len - 1)]  # (N, H)
+    last = hidden[batch.span_batch, (end - 1).clamp(0, seq_len - 1)]  # (N, H)
+    return [first.masked_fill(empty, 0.0), last.masked_fill(empty, 0.0)]
+
+
 class SpertModel(nn.Module):
     def __init__(
         self,
@@ -100,9 +112,11 @@ class SpertModel(nn.Module):
         if config.word_shape_dim > 0:
             self.shape_embedding = nn.Embedding(len(WORD_SHAPES), config.word_shape_dim)
             width += 2 * config.word_shape_dim  # first and last word's casing
-        # entity: [span pool; width (; shapes); sentence]   relation: [entity 1; context; entity 2]
-        self.entity_classifier = nn.Linear(2 * hidden + width, num_entity_types + 1)
-        self.relation_classifier = nn.Linear(3 * hidden + 2 * width, num_relation_types)
+        # span: [pool (; first subword; last subword); width (; shapes)]
+        span = (3 if config.span_boundary else 1) * hidden + width
+        # entity: [span; sentence]   relation: [span 1; context; span 2]
+        self.entity_classifier = nn.Linear(span + hidden, num_entity_types + 1)
+        self.relation_classifier = nn.Linear(hidden + 2 * span, num_relation_types)
         self.dropout = nn.Dropout(config.dropout)
 
     def encode(self, batch: Batch) -> torch.Tensor:
@@ -114,11 +128,15 @@ class SpertModel(nn.Module):
         return windows.reshape(-1, windows.shape[-1])[batch.token_index]  # (B, T, H)
 
     def span_representations(self, pooler: RangePooler, batch: Batch) -> torch.Tensor:
-        """entity(s) = [pool of its subwords; width embedding (; first and last word's casing)]:
-        (N, H + width (+ 2 * word_shape_dim))."""
+        """entity(s) = [pool of its subwords (; its first and last subword's embeddings); width
+        embedding (; first and last word's casing)]:
+        (N, H (+ 2 * H) + width (+ 2 * word_shape_dim))."""
         pooled = pooler(batch.span_batch, batch.span_bounds[:, 0], batch.span_bounds[:, 1])
+        parts = [pooled]
+        if self.config.span_boundary:
+            parts += boundary_embeddings(pooler.hidden, batch)
         widths = batch.span_widths.clamp(max=self.width_embedding.num_embeddings - 1)
-        parts = [pooled, self.width_embedding(widths)]
+        parts.append(self.width_embedding(widths))
         if self.shape_embedding is not None:
             if batch.word_shapes is None:
                 raise ValueError("word_shape_dim > 0 needs word_shapes in the batch")
@@ -130,7 +148,7 @@ class SpertModel(nn.Module):
     def entity_logits(
         self, spans: torch.Tensor, sentence: torch.Tensor, span_batch: torch.Tensor
     ) -> torch.Tensor:
-        """spans (N, H + width), sentence (B, H) -> logits (N, 1 + entity types)."""
+        """spans (N, S), sentence (B, H) -> logits (N, 1 + entity types)."""
         if self.training:
             features = torch.cat([spans, sentence[span_batch]], dim=-1)
             return self.entity_classifier(self.dropout(features))
@@ -170,7 +188,7 @@ class SpertModel(nn.Module):
         hidden = self.encode(batch)  # (B, T, H)
         sentence = hidden[:, 0]  # (B, H) the encoder's first token ([CLS] / <s>)
         pooler = RangePooler(hidden, self.config.pooling)
-        spans = self.span_representations(pooler, batch)  # (N, H + width)
+        spans = self.span_representations(pooler, batch)  # (N, S) S: span dims
         entity_logits = self.entity_logits(spans, sentence, batch.span_batch)
         assert batch.pairs is not None
         relation_logits = self.relation_logits(pooler, spans, sentence, batch, batch.pairs)
