@@ -178,6 +178,10 @@ class ModelConfig(_Options):
     """Beyond the paper: a span's representation also holds the encoder embeddings of its first
     and last subword (as PURE's does), beside the pooled one (so relations see them too, in
     their argument parts). Off = the paper's."""
+    relation_type_dim: int = 0
+    """Beyond the paper: embed the entity type of a relation's head and of its tail in this many
+    dims each and add them to the relation representation (in training the gold types of the
+    sampled spans, in prediction the predicted ones). 0 = off (the paper's)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,7 +189,7 @@ class ModelConfig(_Options):
             raise ConfigError("max_span_size must be at least 1")
         if self.max_span_size >= self.num_width_embeddings:
             raise ConfigError("num_width_embeddings must exceed max_span_size")
-        self._not_negative("context_words", "word_shape_dim")
+        self._not_negative("context_words", "word_shape_dim", "relation_type_dim")
 
 
 @dataclass

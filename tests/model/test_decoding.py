@@ -67,9 +67,11 @@ def reference(spert: SpERT, batch: Batch, threshold: float) -> Decoded:
             for t, (_, j) in enumerate(kept):
                 if h == t:
                     continue
+                # The arguments' predicted types (used with relation_type_dim > 0).
+                predicted = torch.stack([probs[i, 1:].argmax(), probs[j, 1:].argmax()]) + 1
                 with torch.no_grad():
                     logits = model.relation_logits(
-                        pooler, spans, hidden[:, 0], batch, torch.tensor([[i, j]])
+                        pooler, spans, hidden[:, 0], batch, torch.tensor([[i, j]]), predicted[None]
                     )
                 for r, p in enumerate(logits.sigmoid()[0].tolist()):
                     if p > threshold:
@@ -134,8 +136,9 @@ def check_valid(
             assert r.score is not None and threshold < r.score <= 1
 
 
-def test_decode_matches_reference(types, sentences, tiny_config):
-    config = tiny_config.replace(max_span_size=2)
+@pytest.mark.parametrize("relation_type_dim", [0, 4])
+def test_decode_matches_reference(types, sentences, tiny_config, relation_type_dim):
+    config = tiny_config.replace(max_span_size=2, relation_type_dim=relation_type_dim)
     spert = make_spert(types, config)
     tokens = [s.tokens for s in sentences]
     batch = inference_batch(spert, tokens)
@@ -228,3 +231,27 @@ def test_words_without_subwords(types, tiny_config):
     for i, words in enumerate(tokens):
         alone = decode(spert, inference_batch(spert, [words]), 0.3)
         assert_same(alone, decoded[i : i + 1])
+
+
+def test_decoding_uses_the_predicted_types(types, sentences, tiny_config):
+    """The same kept spans, typed otherwise: the relation scores follow the types with
+    relation_type_dim, and only with it."""
+    tokens = [s.tokens for s in sentences]
+    for dim in (0, 4):
+        spert = make_spert(types, tiny_config.replace(max_span_size=2, relation_type_dim=dim))
+        batch = inference_batch(spert, tokens)
+        scores = []
+        for favoured in (1, 3):  # every span a Peop, then every span a Loc
+            with torch.no_grad():
+                spert.model.entity_classifier.bias[1:] = 0.0
+                spert.model.entity_classifier.bias[favoured] = 100.0
+            decoded = decode(spert, batch, 0.0)  # every pair's scores
+            assert {e.type for entities, _ in decoded for e in entities} == {
+                types.entities[favoured - 1]
+            }
+            scores.append([r.score for _, relations in decoded for r in relations])
+        assert len(scores[0]) == len(scores[1]) > 0
+        if dim:
+            assert scores[0] != pytest.approx(scores[1])
+        else:
+            assert scores[0] == pytest.approx(scores[1])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spert.api import SpERT
-from spert.config import SpertConfig
+from spert.config import ConfigError, SpertConfig
 from spert.data import Sentence, Types
 from spert.model.candidates import Batch, TrainingSample, collate, sample_training
 from spert.model.modeling import RangePooler, boundary_embeddings
@@ -409,3 +409,87 @@ def test_span_boundary_model_trains_saves_and_loads(types, sentences, tiny_confi
     loaded = SpERT.load(tmp_path / "model", device="cpu")
     assert loaded.config.span_boundary
     assert loaded.predict(sentences) == spert.predict(sentences)
+
+
+# -- relation_type_dim: the arguments' entity types in the relation representation -----------
+
+
+def test_relation_logits_depend_on_the_argument_types(types, sentences, tiny_config):
+    spert = make_spert(types, tiny_config.replace(relation_type_dim=4))
+    model = spert.model
+    model.eval()
+    assert model.relation_type_embedding is not None
+    assert model.relation_type_embedding.weight.shape == (len(types.entities) + 1, 4)
+    hidden_size = model.encoder.config.hidden_size
+    span_dim = hidden_size + tiny_config.width_embedding_dim
+    assert model.relation_classifier.in_features == hidden_size + 2 * span_dim + 2 * 4
+    batch = pair_batch(spert, sentences, types)
+    assert batch.pairs is not None
+    with torch.no_grad():
+        hidden = model.encode(batch)
+        pooler = RangePooler(hidden, "max")
+        spans = model.span_representations(pooler, batch)
+
+        def logits(pair_types: list[list[int]]) -> torch.Tensor:
+            given = torch.tensor(pair_types).expand(len(batch.pairs), 2)
+            return model.relation_logits(pooler, spans, hidden[:, 0], batch, batch.pairs, given)
+
+        peop_org, org_peop, peop_loc = logits([[1, 2]]), logits([[2, 1]]), logits([[1, 3]])
+    assert logits([[1, 2]]).shape == (len(batch.pairs), len(types.relations))
+    assert not torch.allclose(peop_org, org_peop)  # head's and tail's types are apart
+    assert not torch.allclose(peop_org, peop_loc)
+    with pytest.raises(ValueError, match="relation_type_dim"):
+        model.relation_logits(pooler, spans, hidden[:, 0], batch, batch.pairs)
+    # Off (the paper's): no embedding, and the types change nothing.
+    off = make_spert(types, tiny_config).model
+    off.eval()
+    assert off.relation_type_embedding is None
+    with torch.no_grad():
+        plain = off.relation_logits(pooler, spans, hidden[:, 0], batch, batch.pairs)
+        typed = off.relation_logits(
+            pooler, spans, hidden[:, 0], batch, batch.pairs, batch.pairs * 0 + 1
+        )
+    assert torch.equal(plain, typed)
+
+
+def test_training_uses_the_gold_types_of_the_relation_samples(types, sentences, tiny_config):
+    spert = make_spert(types, tiny_config.replace(relation_type_dim=4))
+    spert.model.eval()  # no dropout: features are exact
+    batch = training_batch(spert, sentences, types)
+    assert batch.pairs is not None and batch.entity_labels is not None
+    gold = batch.entity_labels[batch.pairs]  # (P, 2)
+    assert (gold[: len(sentences[0].relations)] > 0).all()  # positives pair gold entities
+    features = relation_features(spert, batch)
+    embedding = spert.model.relation_type_embedding
+    assert embedding is not None
+    torch.testing.assert_close(features[:, -8:-4], embedding.weight[gold[:, 0]].detach())
+    torch.testing.assert_close(features[:, -4:], embedding.weight[gold[:, 1]].detach())
+    # Other gold labels: the relation logits change, the entity logits do not.
+    relabeled = Batch(**{**vars(batch), "entity_labels": batch.entity_labels % 3 + 1})
+    with torch.no_grad():
+        entity_a, relation_a = spert.model(batch)
+        entity_b, relation_b = spert.model(relabeled)
+    torch.testing.assert_close(entity_a, entity_b)
+    assert not torch.allclose(relation_a, relation_b)
+    # The embedding trains.
+    spert.model.train()
+    spert_loss(*spert.model(batch), batch).backward()
+    assert embedding.weight.grad is not None and embedding.weight.grad.abs().sum() > 0
+
+
+def test_relation_type_dim_must_not_be_negative():
+    with pytest.raises(ConfigError, match="relation_type_dim must not be negative"):
+        SpertConfig(relation_type_dim=-1)
+
+
+def test_relation_type_model_trains_saves_and_loads(types, sentences, tiny_config, tmp_path):
+    spert = make_spert(types, tiny_config.replace(relation_type_dim=8, max_span_size=4))
+    spert.model.eval()
+    with torch.no_grad():  # keep some entities, so that relations are scored
+        spert.model.entity_classifier.bias[0] = -5.0
+    spert.save(tmp_path / "model")
+    loaded = SpERT.load(tmp_path / "model", device="cpu")
+    assert loaded.config.relation_type_dim == 8
+    predicted = loaded.predict(sentences)
+    assert predicted == spert.predict(sentences)
+    assert any(s.relations for s in predicted)

@@ -157,8 +157,9 @@ class Batch:
     span_widths: torch.Tensor  # (N,) width in words
     span_words: torch.Tensor  # (N, 2) word [start, end)
     word_shapes: torch.Tensor | None = None  # (B, max words) casing class per word, 0 pads
-    entity_labels: torch.Tensor | None = None  # (N,)
-    pairs: torch.Tensor | None = None  # (P, 2) indices into the N spans
+    entity_labels: torch.Tensor | None = None  # (N,) 0 = none, else 1 + entity type index
+    # (P, 2) indices into the N spans; entity_labels[pairs] are their arguments' gold types
+    pairs: torch.Tensor | None = None
     relation_labels: torch.Tensor | None = None  # (P, n_relation_types)
 
     def to(self, device: torch.device) -> Batch:

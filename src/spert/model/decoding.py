@@ -95,11 +95,13 @@ def score_batch(
     same_sentence.fill_diagonal_(False)
     head_slot, tail_slot = torch.nonzero(same_sentence, as_tuple=True)  # (P,)
     pairs = torch.stack([kept[head_slot], kept[tail_slot]], dim=1)  # (P, 2) span indices
+    pair_types = entity_labels[pairs]  # (P, 2) the predicted types (relation_type_dim)
     n_relations = model.relation_classifier.out_features
+    chunks = [slice(i, i + max_pairs) for i in range(0, len(pairs), max_pairs)]
     relation_logits = torch.cat(
         [
-            model.relation_logits(pooler, spans, sentence, batch, pairs[i : i + max_pairs]).float()
-            for i in range(0, len(pairs), max_pairs)
+            model.relation_logits(pooler, spans, sentence, batch, pairs[c], pair_types[c]).float()
+            for c in chunks
         ]
         or [spans.new_zeros(0, n_relations, dtype=torch.float32)]
     )  # (P, R)

@@ -114,9 +114,17 @@ class SpertModel(nn.Module):
             width += 2 * config.word_shape_dim  # first and last word's casing
         # span: [pool (; first subword; last subword); width (; shapes)]
         span = (3 if config.span_boundary else 1) * hidden + width
-        # entity: [span; sentence]   relation: [span 1; context; span 2]
+        self.relation_type_embedding: nn.Embedding | None = None
+        argument_types = 0
+        if config.relation_type_dim > 0:
+            # Index 0 = "none": a weak negative sample may pair spans that are no entity.
+            self.relation_type_embedding = nn.Embedding(
+                num_entity_types + 1, config.relation_type_dim
+            )
+            argument_types = 2 * config.relation_type_dim  # head's and tail's entity type
+        # entity: [span; sentence]   relation: [span 1; context; span 2 (; type 1; type 2)]
         self.entity_classifier = nn.Linear(span + hidden, num_entity_types + 1)
-        self.relation_classifier = nn.Linear(hidden + 2 * span, num_relation_types)
+        self.relation_classifier = nn.Linear(hidden + 2 * span + argument_types, num_relation_types)
         self.dropout = nn.Dropout(config.dropout)
 
     def encode(self, batch: Batch) -> torch.Tensor:
@@ -166,8 +174,14 @@ class SpertModel(nn.Module):
         sentence: torch.Tensor,
         batch: Batch,
         pairs: torch.Tensor,
+        pair_types: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """pairs (P, 2) of span indices -> logits (P, relation types)."""
+        """pairs (P, 2) of span indices -> logits (P, relation types).
+
+        ``pair_types`` (P, 2): the entity type of each pair's head and tail (1 + type index,
+        0 = none, as entity labels count), needed with ``relation_type_dim`` > 0: the gold
+        types in training, the predicted ones in decoding.
+        """
         head, tail = pairs[:, 0], pairs[:, 1]
         pair_batch = batch.span_batch[head]
         if self.config.relation_context == "local":
@@ -180,7 +194,13 @@ class SpertModel(nn.Module):
             context = sentence[pair_batch]
         else:
             context = torch.zeros_like(sentence[pair_batch])
-        features = torch.cat([spans[head], context, spans[tail]], dim=-1)
+        parts = [spans[head], context, spans[tail]]
+        if self.relation_type_embedding is not None:
+            if pair_types is None:
+                raise ValueError("relation_type_dim > 0 needs the entity types of the pairs")
+            embedded = self.relation_type_embedding(pair_types)  # (P, 2, relation_type_dim)
+            parts += [embedded[:, 0], embedded[:, 1]]
+        features = torch.cat(parts, dim=-1)
         return self.relation_classifier(self.dropout(features))
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,8 +210,12 @@ class SpertModel(nn.Module):
         pooler = RangePooler(hidden, self.config.pooling)
         spans = self.span_representations(pooler, batch)  # (N, S) S: span dims
         entity_logits = self.entity_logits(spans, sentence, batch.span_batch)
-        assert batch.pairs is not None
-        relation_logits = self.relation_logits(pooler, spans, sentence, batch, batch.pairs)
+        assert batch.pairs is not None and batch.entity_labels is not None
+        # The gold types of each pair's spans (0 for a weak negative's non-entity): (P, 2).
+        pair_types = batch.entity_labels[batch.pairs]
+        relation_logits = self.relation_logits(
+            pooler, spans, sentence, batch, batch.pairs, pair_types
+        )
         return entity_logits, relation_logits
 
 
