@@ -276,6 +276,11 @@ class SpertConfig(InferenceConfig, ModelConfig):
     average_last_epochs: int = 0
     """Beyond the paper: the final model is the mean of the weights after each of the last
     this many epochs (weight averaging; 0 or 1: the last epoch's weights, the paper's)."""
+    ema_decay: float = 0.0
+    """Beyond the paper: keep an exponential moving average of the trained weights, updated
+    after each optimizer step with this decay (bias-corrected, as Adam's moments); dev
+    evaluation, the best and the final model use it. 0 = off (the paper's); 0.999 averages
+    over about the last 1000 steps. Not with average_last_epochs > 1."""
     grad_accumulation: int = 1
     """Micro-batches per optimizer step (gradient accumulation): a larger step batch in the
     same memory. The loss is averaged over all samples of the step's sentences."""
@@ -303,6 +308,13 @@ class SpertConfig(InferenceConfig, ModelConfig):
             "neg_entity_count", "neg_relation_count", "checkpoint_every", "keep_checkpoints"
         )
         self._not_negative("average_last_epochs")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must lie in [0, 1); got {self.ema_decay}")
+        if self.ema_decay > 0 and self.average_last_epochs > 1:
+            raise ConfigError(
+                "ema_decay and average_last_epochs > 1 both average the weights, differently; "
+                "choose one"
+            )
         self._not_negative("head_lr")
         if self.freeze_word_embeddings and self.encoder_init == "random":
             raise ConfigError(

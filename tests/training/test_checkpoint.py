@@ -92,6 +92,7 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
         ({}, 16),  # epoch 2 (its 3rd step): back to the epoch-1 end or step 6
         ({"grad_accumulation": 2, "keep_checkpoints": 1}, 9),  # 3 steps per epoch: 4, 4, 1
         ({"average_last_epochs": 2}, 16),  # the weight average of epoch 1 is in the checkpoint
+        ({"ema_decay": 0.9}, 16),  # the moving average of the steps so far, too
     ],
 )
 def test_resume_equals_an_uninterrupted_run(

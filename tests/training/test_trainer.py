@@ -14,7 +14,14 @@ from spert.api import SpERT
 from spert.config import ConfigError, SpertConfig
 from spert.model import precision
 from spert.model.candidates import Batch
-from spert.training import ADAM_BETAS, learning_rate_factor, make_optimizer, spert_loss, train
+from spert.training import (
+    ADAM_BETAS,
+    WeightEMA,
+    learning_rate_factor,
+    make_optimizer,
+    spert_loss,
+    train,
+)
 from spert.training import trainer as trainer_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -310,3 +317,127 @@ def test_average_last_epochs_saves_the_mean_of_the_last_epochs_weights(
 def test_average_last_epochs_must_not_be_negative():
     with pytest.raises(ConfigError, match="average_last_epochs"):
         SpertConfig(average_last_epochs=-1)
+
+
+# -- ema_decay: an exponential moving average of the weights -------------------------------
+
+
+def test_weight_ema_is_the_bias_corrected_moving_average():
+    decay = 0.9
+    model = torch.nn.Linear(3, 2)
+    model.bias.requires_grad_(False)  # frozen: not averaged
+    frozen = model.bias.detach().clone()
+    ema = WeightEMA(model, decay)
+    assert list(ema.average) == ["weight"]
+    torch.manual_seed(0)
+    seen = []
+    for _ in range(5):
+        with torch.no_grad():
+            model.weight.copy_(torch.randn(2, 3))
+        seen.append(model.weight.detach().clone())
+        ema.update(model)
+    # By hand: Adam's moment from zero, divided by 1 - decay^k.
+    k = len(seen)
+    moment = sum((1 - decay) * decay ** (k - i) * w for i, w in enumerate(seen, 1))
+    expected = moment / (1 - decay**k)
+    torch.testing.assert_close(ema.average["weight"], expected)
+    assert ema.updates == k
+    last = model.weight.detach().clone()
+    with ema.applied(model):
+        torch.testing.assert_close(model.weight.detach(), expected)
+        assert torch.equal(model.bias.detach(), frozen)
+    assert torch.equal(model.weight.detach(), last)  # its own weights again
+    ema.copy_to(model)
+    torch.testing.assert_close(model.weight.detach(), expected)
+
+
+def test_weight_ema_first_update_is_the_weights_and_constants_stay_exact():
+    model = torch.nn.Linear(4, 4)
+    ema = WeightEMA(model, 0.999)
+    with torch.no_grad():
+        model.weight.mul_(3.0)
+    ema.update(model)
+    assert torch.equal(ema.average["weight"], model.weight.detach())  # a_1 = w_1
+    for _ in range(50):
+        ema.update(model)
+    assert torch.equal(ema.average["weight"], model.weight.detach())
+    assert torch.equal(ema.average["bias"], model.bias.detach())
+
+
+def test_weight_ema_state_dict_round_trip():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 3)
+    ema, copy = WeightEMA(model, 0.8), WeightEMA(model, 0.8)
+    steps = [torch.randn(3, 3) for _ in range(6)]
+    for w in steps[:3]:
+        with torch.no_grad():
+            model.weight.copy_(w)
+        ema.update(model)
+    copy.load_state_dict(ema.state_dict())
+    for w in steps[3:]:  # both go on from where the first stood
+        with torch.no_grad():
+            model.weight.copy_(w)
+        ema.update(model)
+        copy.update(model)
+    assert copy.updates == ema.updates == 6
+    for name, value in ema.average.items():
+        assert torch.equal(copy.average[name], value), name
+    with pytest.raises(ValueError, match="another decay"):
+        WeightEMA(model, 0.9).load_state_dict(ema.state_dict())
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"ema_decay": 0.999, "average_last_epochs": 2}, "ema_decay and average_last_epochs"),
+        ({"ema_decay": 1.0}, r"ema_decay must lie in \[0, 1\)"),
+        ({"ema_decay": -0.1}, r"ema_decay must lie in \[0, 1\)"),
+    ],
+)
+def test_bad_ema_decay(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        SpertConfig(**changes)
+
+
+def test_ema_decay_evaluates_and_saves_the_moving_average(
+    types, sentences, tiny_config, tmp_path, monkeypatch
+):
+    snapshots: list[dict[str, torch.Tensor]] = []
+    update = WeightEMA.update
+
+    def recording_update(self: WeightEMA, model: torch.nn.Module) -> None:
+        snapshots.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        update(self, model)
+
+    monkeypatch.setattr(WeightEMA, "update", recording_update)
+    decay = 0.5
+    config = tiny_config.replace(epochs=2, max_span_size=4, lr=1e-3, ema_decay=decay)
+    out = tmp_path / "ema"
+    result = train(config, sentences, types, out, dev_data=sentences, device="cpu", progress=False)
+    assert len(snapshots) == 4  # 3 sentences in batches of 2: 2 steps an epoch
+    final = SpERT.load(out / "final", device="cpu").model.state_dict()
+    k = len(snapshots)
+    for name in snapshots[0]:
+        expected = sum(
+            (1 - decay) * decay ** (k - i) * s[name] for i, s in enumerate(snapshots, 1)
+        ) / (1 - decay**k)
+        torch.testing.assert_close(final[name], expected, rtol=1e-5, atol=1e-6)
+    name = "relation_classifier.weight"
+    assert not torch.equal(final[name], snapshots[-1][name])  # not the last step's weights
+    # The dev evaluations are of the averaged weights: the last one of the final model.
+    assert result.model.predict(sentences) == SpERT.load(out / "final").predict(sentences)
+    assert read_metrics(out)[-1]["dev"] == result.model.evaluate(sentences)[0]
+    # The best model too: epoch 1's dev evaluation was of the average after its 2 steps.
+    best = SpERT.load(out / "best", device="cpu").model.state_dict()
+    if result.best_epoch == 1:
+        w1, w2 = snapshots[0][name], snapshots[1][name]
+        after_two = ((1 - decay) * decay * w1 + (1 - decay) * w2) / (1 - decay**2)
+        torch.testing.assert_close(best[name], after_two, rtol=1e-5, atol=1e-6)
+    else:
+        torch.testing.assert_close(best[name], final[name])
+    # Training itself went on with the model's own weights: as a run without the average.
+    plain = train(
+        config.replace(ema_decay=0.0), sentences, types, tmp_path / "plain", progress=False
+    )
+    for key, value in plain.model.model.named_parameters():
+        assert torch.equal(value.detach(), snapshots[-1][key]), key

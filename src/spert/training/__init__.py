@@ -2,7 +2,13 @@
 checkpoints and data-parallel plumbing."""
 
 from spert.training.batches import SampleStreams, epoch_batches, step_shares
-from spert.training.optim import ADAM_BETAS, learning_rate_factor, make_optimizer, spert_loss
+from spert.training.optim import (
+    ADAM_BETAS,
+    WeightEMA,
+    learning_rate_factor,
+    make_optimizer,
+    spert_loss,
+)
 from spert.training.trainer import Trainer, TrainResult, seed_everything, train
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "SampleStreams",
     "TrainResult",
     "Trainer",
+    "WeightEMA",
     "epoch_batches",
     "learning_rate_factor",
     "make_optimizer",

@@ -1,8 +1,9 @@
 """Resumable training checkpoints: one file per checkpoint, written atomically, last K kept.
 
 ``OUT/checkpoints/step_00000420.pt`` holds everything needed to continue a run exactly where
-it stopped: model (encoder included), optimizer, scheduler, every process's random number
-generator states, the epoch and the position in it, the best dev score and the history.
+it stopped: model (encoder included), optimizer, scheduler, the weight averages
+(``average_last_epochs``, ``ema_decay``), every process's random number generator states, the
+epoch and the position in it, the best dev score and the history.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""The objective and the optimizer of the SpERT paper: CE + BCE, AdamW, linear schedule."""
+"""The objective and the optimizer of the SpERT paper: CE + BCE, AdamW, linear schedule; and,
+beyond the paper, an exponential moving average of the weights (:class:`WeightEMA`)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -101,3 +105,70 @@ def linear_schedule(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate_factor(step, total_steps, warmup_steps)
     )
+
+
+class WeightEMA:
+    """An exponential moving average of a model's trained weights (``ema_decay``).
+
+    Bias-corrected as Adam's moments are: with the moment m_k = decay * m_(k-1) + (1 - decay)
+    * w_k from m_0 = 0, the average after k updates is m_k / (1 - decay^k), a weighted mean of
+    the weights w_1 .. w_k whose weights sum to one (so early averages lean neither toward zero
+    nor toward the initial weights). It is kept as that quotient directly, by the equivalent
+    update a_k = a_(k-1) + (1 - decay) / (1 - decay^k) * (w_k - a_(k-1)): a_1 = w_1, and a
+    weight that does not move stays exactly what it is. Only parameters that train are
+    averaged (frozen ones, e.g. ``freeze_word_embeddings``, keep their values).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        with torch.no_grad():
+            self.average = {
+                name: param.detach().clone()
+                for name, param in model.named_parameters()
+                if param.requires_grad
+            }
+
+    def _params(self, model: nn.Module) -> list[torch.Tensor]:
+        params = dict(model.named_parameters())
+        return [params[name] for name in self.average]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average toward the model's current weights (after an optimizer step)."""
+        self.updates += 1
+        step = (1 - self.decay) / (1 - self.decay**self.updates)  # 1 at the first update
+        for mean, param in zip(self.average.values(), self._params(model)):
+            mean.lerp_(param.detach(), step)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Give the model the averaged weights."""
+        for mean, param in zip(self.average.values(), self._params(model)):
+            param.copy_(mean)
+
+    @contextlib.contextmanager
+    def applied(self, model: nn.Module) -> Iterator[None]:
+        """The model holds the averaged weights inside the block and its own again after."""
+        own = [p.detach().clone() for p in self._params(model)]
+        self.copy_to(model)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for param, value in zip(self._params(model), own):
+                    param.copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps to continue the average."""
+        return {"decay": self.decay, "updates": self.updates, "average": self.average}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["decay"] != self.decay or state["average"].keys() != self.average.keys():
+            raise ValueError("the saved weight average is of another decay or other weights")
+        self.updates = int(state["updates"])
+        with torch.no_grad():
+            for name, mean in self.average.items():
+                mean.copy_(state["average"][name])

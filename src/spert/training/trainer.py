@@ -44,7 +44,7 @@ from spert.training.batches import (
     step_shares,
 )
 from spert.training.distributed import DistributedContext
-from spert.training.optim import linear_schedule, make_optimizer, spert_loss
+from spert.training.optim import WeightEMA, linear_schedule, make_optimizer, spert_loss
 from spert.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ class Trainer:
         self.writer: Any = None
         # Running mean of the weights after each of the last average_last_epochs epochs.
         self.average: dict[str, torch.Tensor] | None = None
+        # Moving average of the weights over the optimizer steps (ema_decay).
+        self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
 
     # -- start ---------------------------------------------------------------------------
     def start(self, data_files: dict[str, str | None] | None = None) -> None:
@@ -212,6 +214,8 @@ class Trainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         self.state = Progress(**saved["progress"])
         self.average = saved.get("average")
+        if self.ema is not None:
+            self.ema.load_state_dict(saved["ema"])
         checkpoint.restore_rng(saved["rng"], self.ctx, self.config.seed, self.state.step)
         if self.main:
             logger.info(
@@ -325,6 +329,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
         return ctx.all_reduce_sum(total).item()
 
     def end_epoch(self, record: dict[str, Any]) -> None:
@@ -334,22 +340,28 @@ class Trainer:
         epoch = record["epoch"]
         if config.average_last_epochs > 1 and epoch > config.epochs - config.average_last_epochs:
             self.update_average(last=epoch == config.epochs)
+        if self.ema is not None and epoch == config.epochs:
+            self.ema.copy_to(self.model)  # the final model is the average (evaluated, saved)
         if self.dev_data and (config.eval_every_epoch or epoch == config.epochs):
-            dev_metrics = self.evaluate(self.dev_data)
-            score = relation_f1(dev_metrics)
-            record["dev"] = dev_metrics
-            record["dev_summary"] = {
-                "entity_micro_f1": summarize(dev_metrics)["entity_micro_f1"],
-                "relation_strict_micro_f1": score,
-            }
-            if self.writer is not None:
-                for name, value in record["dev_summary"].items():
-                    self.writer.add_scalar(f"dev/{name}", value, state.step)
-            if score > state.best_score:
-                state.best_score, state.best_epoch, state.best_dev = score, epoch, dev_metrics
-                if self.main:
-                    self.spert.save(self.out_dir / "best")
-                    self._write_card(self.out_dir / "best", dev_metrics)
+            # With ema_decay the averaged weights are evaluated and kept as the best model;
+            # training goes on with the model's own.
+            ema = self.ema
+            with ema.applied(self.model) if ema is not None else contextlib.nullcontext():
+                dev_metrics = self.evaluate(self.dev_data)
+                score = relation_f1(dev_metrics)
+                record["dev"] = dev_metrics
+                record["dev_summary"] = {
+                    "entity_micro_f1": summarize(dev_metrics)["entity_micro_f1"],
+                    "relation_strict_micro_f1": score,
+                }
+                if self.writer is not None:
+                    for name, value in record["dev_summary"].items():
+                        self.writer.add_scalar(f"dev/{name}", value, state.step)
+                if score > state.best_score:
+                    state.best_score, state.best_epoch, state.best_dev = score, epoch, dev_metrics
+                    if self.main:
+                        self.spert.save(self.out_dir / "best")
+                        self._write_card(self.out_dir / "best", dev_metrics)
         record = _plain(record)
         state.history.append(record)
         if self.main:
@@ -398,6 +410,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "average": self.average,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "rng": rng,
                 "progress": _plain(asdict(self.state)),
                 "config": self.config.to_dict(),
