@@ -13,7 +13,7 @@ from conftest import DATASETS, ROOT
 import spert.experiments.grid
 from spert import read_dataset, read_types
 from spert.cli.train import register as add_parser
-from spert.config import ConfigError
+from spert.config import ConfigError, config_differences, preset
 from spert.data import write_dataset
 from spert.evaluation import evaluate, summarize
 from spert.experiments.grid import (
@@ -23,6 +23,7 @@ from spert.experiments.grid import (
     load_grid,
     plan,
     run_experiment,
+    settings,
 )
 
 CONLL04 = DATASETS / "conll04"
@@ -319,6 +320,18 @@ def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
             assert "base" in names and len(set(names)) >= 2, path.name
         assert len({(run.name, run.seed) for run in runs}) == len(runs), path.name
     assert all(len(dirs) == 1 for dirs in runs_dirs.values()), runs_dirs
+
+
+def test_beyond_paper_grid_adds_one_option_at_a_time_to_the_fast_preset() -> None:
+    grid = load_grid(ROOT / "benchmarks" / "grids" / "beyond_paper_dev.toml")
+    assert grid.test.name == "conll04_dev.json" and grid.seeds == [1, 2, 3]
+    reference, *changed = settings(grid)
+    assert reference == preset("fast").replace(keep_checkpoints=0)
+    assert [config_differences(reference.to_dict(), c) for c in changed] == [
+        ["span_boundary"],
+        ["relation_type_dim"],
+        ["ema_decay"],
+    ]
 
 
 def test_encoder_folders_are_relative_to_the_grid_file(data, tmp_path) -> None:
