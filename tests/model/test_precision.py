@@ -1,4 +1,4 @@
-"""bfloat16 autocast: the ``torch-bf16`` runtime predicts in bfloat16 where the CPU has it."""
+"""The ``torch-bf16`` runtime: the encoder's weights in bfloat16 where the CPU computes it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import keeping_model
 
-from spert.api import SpERT
+from spert.api import ModelError, SpERT
 from spert.model import precision
 
 TEXTS = [
@@ -39,15 +39,19 @@ def encoder_output_dtypes(model: SpERT) -> list[torch.dtype]:
 
 
 @pytest.mark.skipif(not precision.cpu_has_bf16(), reason="this CPU has no native bfloat16")
-def test_bf16_runtime_runs_the_forward_pass_in_bfloat16(model_dir: Path) -> None:
+def test_bf16_runtime_holds_the_encoder_in_bfloat16_and_the_heads_in_float32(
+    model_dir: Path,
+) -> None:
     eager = SpERT.load(model_dir, device="cpu")
     bf16 = SpERT.load(model_dir, device="cpu", runtime="torch-bf16")
+    assert bf16.runtime == "torch-bf16"
     assert encoder_output_dtypes(eager) == [torch.float32]
     assert encoder_output_dtypes(bf16) == [torch.bfloat16]
-    # The weights stay float32; only the arithmetic is bfloat16.
-    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    assert {p.dtype for p in bf16.model.encoder.parameters()} == {torch.bfloat16}
+    heads = [p for n, p in bf16.model.named_parameters() if not n.startswith("encoder.")]
+    assert heads and {p.dtype for p in heads} == {torch.float32}
     first, second = eager.predict(TEXTS), bf16.predict(TEXTS)
-    scores = [e.score for s in first for e in s.entities]
+    scores = [e.score for s in second for e in s.entities]
     assert scores and all(isinstance(x, float) for x in scores)
     # Close, not equal: bfloat16 keeps 8 bits of mantissa.
     assert sum(len(s.entities) for s in second) == pytest.approx(
@@ -62,16 +66,25 @@ def test_bf16_runtime_without_native_support_predicts_in_float32_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="spert.model.precision"):
         bf16 = SpERT.load(model_dir, device="cpu", runtime="torch-bf16")
     assert "no native bfloat16" in caplog.text and "predicting in float32" in caplog.text
+    assert bf16.runtime == "torch"  # what it runs, not what was asked
     assert encoder_output_dtypes(bf16) == [torch.float32]
     eager = SpERT.load(model_dir, device="cpu")
     assert bf16.predict(TEXTS) == eager.predict(TEXTS)
 
 
-def test_a_model_loaded_with_the_bf16_runtime_saves_its_float32_weights(
-    model_dir: Path, tmp_path: Path
-) -> None:
+@pytest.mark.skipif(not precision.cpu_has_bf16(), reason="this CPU has no native bfloat16")
+def test_a_model_with_bfloat16_weights_refuses_to_be_saved(model_dir: Path, tmp_path: Path) -> None:
     bf16 = SpERT.load(model_dir, device="cpu", runtime="torch-bf16")
-    bf16.save(tmp_path / "copy")
+    with pytest.raises(ModelError, match="runtime torch-bf16 cannot be saved.*runtime torch"):
+        bf16.save(tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+
+
+def test_a_model_that_fell_back_to_float32_saves_its_weights_unchanged(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    SpERT.load(model_dir, device="cpu", runtime="torch-bf16").save(tmp_path / "copy")
     copy = SpERT.load(tmp_path / "copy", device="cpu")
     original = SpERT.load(model_dir, device="cpu")
     for (name, a), b in zip(original.model.state_dict().items(), copy.model.state_dict().values()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from spert.api import RUNTIMES, SpERT
-from spert.config import PRESETS, SpertConfig, preset, read_toml
+from spert.config import PRESETS, RUNTIME_HELP, SpertConfig, preset, read_toml
 from spert.utils import UserError
 
 
@@ -76,10 +76,7 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=RUNTIMES,
         default="torch",
-        help="torch: PyTorch in float32; torch-bf16: PyTorch under bfloat16 autocast (fastest "
-        "on CPUs with AVX512-BF16 or AMX; elsewhere float32, with a warning); onnx, onnx-int8: "
-        "the encoder in onnxruntime on the CPU, from the files `spert export-onnx` writes "
-        "(default: torch)",
+        help=f"{RUNTIME_HELP} (default: torch)",
     )
 
 

@@ -7,9 +7,7 @@ sentences are encoded, batched and decoded by :mod:`spert.model`, raw text is st
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from spert.model.encoding import (
 )
 from spert.model.modeling import SpertModel, default_device
 from spert.model.onnx import OnnxEncoder, onnx_path
-from spert.model.precision import bf16_autocast
+from spert.model.precision import bf16_weights
 from spert.results import Document
 from spert.runtime.extraction import DocumentInput, extract_stream
 
@@ -68,11 +66,9 @@ class SpERT:
         inference: InferenceConfig | None = None,
     ) -> None:
         self.model = model
-        #: "torch", "torch-bf16" (bfloat16 autocast), "onnx" or "onnx-int8": see load().
+        #: "torch", "torch-bf16" (the encoder's weights in bfloat16), "onnx" or "onnx-int8":
+        #: see load().
         self.runtime = "torch"
-        #: The context of the forward pass when predicting (bfloat16 autocast for
-        #: ``runtime="torch-bf16"``, else none).
-        self.autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
         #: Applied when predicting (see spert.model.calibration); None: raw scores, one
         #: relation threshold (``inference.relation_threshold``). May be set or cleared.
         self.calibration = calibration
@@ -137,11 +133,12 @@ class SpERT:
         """Load a model directory written by :meth:`save`; without a path, the default model
         (:func:`spert.model.directory.default_model_dir`, written by ``spert demo``).
 
-        ``runtime="torch-bf16"`` predicts under bfloat16 autocast where the device computes in
-        bfloat16 natively (CPUs with AVX512-BF16 or AMX, recent GPUs; elsewhere float32, with a
-        warning). ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime on the
-        CPU from the files ``spert export-onnx`` writes (see :mod:`spert.model.onnx`). The model's
-        calibration (``calibration.json``, from ``spert calibrate``) is used unless
+        ``runtime="torch-bf16"`` casts the encoder's weights to bfloat16 (the span and pair
+        heads stay float32) where the device computes in bfloat16 natively (CPUs with
+        AVX512-BF16 or AMX, recent GPUs; elsewhere float32, with a warning); such a model
+        cannot be saved. ``runtime="onnx"`` or ``"onnx-int8"`` runs the encoder in onnxruntime
+        on the CPU from the files ``spert export-onnx`` writes (see :mod:`spert.model.onnx`). The
+        model's calibration (``calibration.json``, from ``spert calibrate``) is used unless
         ``calibration=False``."""
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose {', '.join(RUNTIMES)}")
@@ -163,15 +160,20 @@ class SpERT:
             saved.calibration,
             saved.inference,
         )
+        if runtime == "torch-bf16" and not bf16_weights(
+            spert.model.encoder, spert.device, "predicting"
+        ):
+            runtime = "torch"  # float32 after all: nothing was lost, it may be saved
         spert.runtime = runtime
-        if runtime == "torch-bf16":
-            spert.autocast = bf16_autocast(spert.device, "predicting")
         return spert
 
     def save(self, path: str | Path) -> None:
         """Write the model directory atomically: a temporary folder, then a rename."""
-        if self.runtime not in TORCH_RUNTIMES:
-            raise ModelError(f"a model loaded with runtime {self.runtime} cannot be saved")
+        if self.runtime != "torch":  # bfloat16 weights would be saved with their precision lost
+            raise ModelError(
+                f"a model loaded with runtime {self.runtime} cannot be saved: load it with "
+                "runtime torch"
+            )
         save_model_dir(
             path,
             SavedModel(
@@ -270,7 +272,6 @@ class SpERT:
         try:
             with (
                 torch.inference_mode(),
-                self.autocast(),
                 tqdm(total=len(inputs), unit="sent", disable=not progress, desc="predict") as bar,
             ):
                 for chunk, batch in self.inference_batches(inputs, batch_size, contexts):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from spert.config import (
     PRESETS,
+    RUNTIME_HELP,
     RUNTIMES,
     BackendSettings,
     ConfigError,
@@ -152,9 +153,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=RUNTIMES,
         default=defaults.runtime,
-        help="torch: PyTorch in float32; torch-bf16: under bfloat16 autocast (CPUs with "
-        "AVX512-BF16 or AMX, recent GPUs); onnx, onnx-int8: the encoder in onnxruntime from "
-        f"`spert export-onnx`'s files (default: {defaults.runtime})",
+        help=f"{RUNTIME_HELP} (default: {defaults.runtime})",
     )
 
     _add_label_studio(p)
