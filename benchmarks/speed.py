@@ -40,13 +40,11 @@ BF16_AUTOCAST = "bf16-autocast"
 
 
 def load_model(model_dir: str | None, device: str, runtime: str = "torch") -> Any:
-
     from spert import SpertConfig, read_types
     from spert.api import SpERT
 
-    if model_dir and runtime == BF16_AUTOCAST:
-        return SpERT.load(model_dir, device=device)
-    if model_dir:
+    if model_dir:  # BF16_AUTOCAST loads float32 weights: worker() adds the autocast
+        runtime = "torch" if runtime == BF16_AUTOCAST else runtime
         return SpERT.load(model_dir, device=device, runtime=runtime)
     return SpERT.create(read_types(DATA / "conll04_types.json"), SpertConfig(), device)
 

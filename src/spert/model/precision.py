@@ -41,14 +41,21 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
     return False, str(device)
 
 
+def bf16_or_warn(device: torch.device, purpose: str) -> bool:
+    """Whether ``device`` computes in bfloat16 natively; if not, warn that ``purpose`` runs in
+    float32."""
+    supported, name = native_bf16(device)
+    if not supported:
+        logger.warning("bf16: %s has no native bfloat16 arithmetic: %s in float32", name, purpose)
+    return supported
+
+
 def bf16_autocast(
     device: torch.device, purpose: str
 ) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     """A factory of bfloat16 autocast contexts on ``device``, or of null contexts (float32,
     with a warning naming ``purpose``) where the device has no native bfloat16."""
-    supported, name = native_bf16(device)
-    if not supported:
-        logger.warning("bf16: %s has no native bfloat16 arithmetic: %s in float32", name, purpose)
+    if not bf16_or_warn(device, purpose):
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -61,9 +68,7 @@ def bf16_weights(module: nn.Module, device: torch.device, purpose: str) -> bool:
     (batch 1) and 2.2x (batch 8) as fast as float32, against 1.5x and 2.2x for autocast over
     float32 weights, which converts the weights at every call (benchmarks/results/
     speed_runtimes.md)."""
-    supported, name = native_bf16(device)
-    if not supported:
-        logger.warning("bf16: %s has no native bfloat16 arithmetic: %s in float32", name, purpose)
+    if not bf16_or_warn(device, purpose):
         return False
     module.to(torch.bfloat16)
     return True
