@@ -62,6 +62,14 @@ def test_earlier_recipes_keep_their_measured_options():
     assert small == v1.replace(word_shape_dim=16)
 
 
+def test_fp32_boundary_is_fast_in_float32_with_span_boundaries():
+    combined = preset("fp32-boundary")
+    assert combined == preset("fast").replace(
+        bf16=False, freeze_word_embeddings=False, span_boundary=True
+    )
+    assert (combined.relation_type_dim, combined.ema_decay) == (0, 0.0)
+
+
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(ConfigError, match="unknown preset 'quick'.*fast-v1"):
         preset("quick")
