@@ -562,16 +562,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # plus word casing features in the span representation (an uncased encoder cannot see that
     # "Boston" is capitalized). Measured on CoNLL04: benchmarks/results/ablations/small_encoder.
     "small-encoder": {**_FAST_V1, "word_shape_dim": 16},
-    # Beyond the paper, for the most accuracy within the original's training time on a CPU
-    # (issue #26): fast's schedule in float32 with all weights trained (62.76 against 61.04 on
-    # CoNLL04 dev, seed 1, ablations/cpu_recipe) plus span boundary embeddings (62.38 against
-    # 61.49, 3 seeds, ablations/beyond_paper_dev). About twice fast's training time.
-    "fp32-boundary": {
-        **_FAST,
-        "bf16": False,
-        "freeze_word_embeddings": False,
-        "span_boundary": True,
-    },
 }
 
 
