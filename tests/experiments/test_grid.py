@@ -322,6 +322,26 @@ def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
     assert all(len(dirs) == 1 for dirs in runs_dirs.values()), runs_dirs
 
 
+def test_recipe_grids_measure_one_recipe_on_conll04_test_with_3_seeds() -> None:
+    # Whole recipes on the test set (issue #26), not ablations of a shared base: each grid has
+    # its own preset, one setting and its own run cache.
+    grids = sorted((ROOT / "benchmarks" / "grids" / "recipes_test").glob("*.toml"))
+    assert {g.stem for g in grids} == {
+        "fast_test",
+        "fast_boundary_test",
+        "fp32_boundary_test",
+        "paper_test",
+    }
+    runs_dirs = set()
+    for path in grids:
+        grid = load_grid(path)
+        assert grid.test == (CONLL04 / "conll04_test.json").resolve(), path.name
+        assert sorted(grid.seeds) == [1, 2, 3], path.name
+        assert len(settings(grid)) == 1, path.name
+        runs_dirs.add(grid.runs_dir)
+    assert len(runs_dirs) == len(grids)
+
+
 def test_beyond_paper_grid_adds_one_option_at_a_time_to_the_fast_preset() -> None:
     grid = load_grid(ROOT / "benchmarks" / "grids" / "beyond_paper_dev.toml")
     assert grid.test.name == "conll04_dev.json" and grid.seeds == [1, 2, 3]
