@@ -289,6 +289,11 @@ class SpertConfig(InferenceConfig, ModelConfig):
     after each optimizer step with this decay (bias-corrected, as Adam's moments); dev
     evaluation, the best and the final model use it. 0 = off (the paper's); 0.999 averages
     over about the last 1000 steps. Not with average_last_epochs > 1."""
+    rdrop_alpha: float = 0.0
+    """Beyond the paper: R-Drop regularization. Each micro-batch runs through the model twice
+    (two dropout masks, twice the training compute); the loss is the two passes' mean loss +
+    rdrop_alpha x the symmetric KL divergence between their entity and relation predictions,
+    averaged over the samples as the loss is. 0 = off (the paper's)."""
     grad_accumulation: int = 1
     """Micro-batches per optimizer step (gradient accumulation): a larger step batch in the
     same memory. The loss is averaged over all samples of the step's sentences."""
@@ -323,7 +328,7 @@ class SpertConfig(InferenceConfig, ModelConfig):
                 "ema_decay and average_last_epochs > 1 both average the weights, differently; "
                 "choose one"
             )
-        self._not_negative("head_lr")
+        self._not_negative("head_lr", "rdrop_alpha")
         if self.freeze_word_embeddings and self.encoder_init == "random":
             raise ConfigError(
                 "freeze_word_embeddings keeps pre-trained subword embeddings; with "

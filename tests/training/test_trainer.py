@@ -14,11 +14,13 @@ from spert.api import SpERT
 from spert.config import ConfigError, SpertConfig
 from spert.model import precision
 from spert.model.candidates import Batch
+from spert.model.modeling import SpertModel
 from spert.training import (
     ADAM_BETAS,
     WeightEMA,
     learning_rate_factor,
     make_optimizer,
+    rdrop_divergence,
     spert_loss,
     train,
 )
@@ -441,3 +443,63 @@ def test_ema_decay_evaluates_and_saves_the_moving_average(
     )
     for key, value in plain.model.model.named_parameters():
         assert torch.equal(value.detach(), snapshots[-1][key]), key
+
+
+# -- rdrop_alpha: R-Drop, two dropout passes kept consistent ------------------------------
+
+
+def test_rdrop_divergence_is_half_the_symmetric_kl():
+    g = torch.Generator().manual_seed(2)
+    entity_a, entity_b = (torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in "ab")
+    relation_a, relation_b = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in "ab")
+
+    def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+        p, q = p_logits.softmax(-1), q_logits.softmax(-1)
+        return (p * (p.log() - q.log())).sum(-1)
+
+    def bernoulli_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+        p, q = p_logits.sigmoid(), q_logits.sigmoid()
+        return p * (p.log() - q.log()) + (1 - p) * ((1 - p).log() - (1 - q).log())
+
+    entity_kl = categorical_kl(entity_a, entity_b) + categorical_kl(entity_b, entity_a)
+    relation_kl = bernoulli_kl(relation_a, relation_b) + bernoulli_kl(relation_b, relation_a)
+    first, second = (entity_a, relation_a), (entity_b, relation_b)
+    expected = 0.5 * (entity_kl.mean() + relation_kl.mean())
+    assert rdrop_divergence(first, second).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert rdrop_divergence(second, first).item() == pytest.approx(expected.item(), rel=1e-6)
+    # Step counts divide the sums, as in spert_loss.
+    counted = 0.5 * (entity_kl.sum() / 10 + relation_kl.sum() / 30)
+    divergence = rdrop_divergence(first, second, entity_count=10, relation_count=30)
+    assert divergence.item() == pytest.approx(counted.item(), rel=1e-6)
+    # Equal predictions diverge by nothing; no relation samples leave the entity term.
+    assert rdrop_divergence(first, first).item() == 0.0
+    no_pairs = (entity_a, torch.zeros(0, 3)), (entity_b, torch.zeros(0, 3))
+    assert rdrop_divergence(*no_pairs).item() == pytest.approx(0.5 * entity_kl.mean().item())
+
+
+def test_rdrop_trains_on_two_dropout_passes(types, sentences, tiny_config, tmp_path, monkeypatch):
+    calls: list[int] = []
+    forward = SpertModel.forward
+
+    def counting_forward(self: SpertModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training:
+            calls.append(1)
+        return forward(self, batch)
+
+    monkeypatch.setattr(SpertModel, "forward", counting_forward)
+    config = tiny_config.replace(epochs=1, max_span_size=4)
+    plain = train(config, sentences, types, tmp_path / "plain", progress=False)
+    plain_calls = len(calls)
+    assert plain_calls == 2  # 3 sentences in batches of 2
+    rdrop = train(config.replace(rdrop_alpha=1.0), sentences, types, tmp_path / "r", progress=False)
+    assert len(calls) - plain_calls == 2 * plain_calls
+    loss = read_metrics(tmp_path / "r")[-1]["train_loss"]
+    assert math.isfinite(loss) and loss > 0
+    name = "relation_classifier.weight"
+    trained = rdrop.model.model.state_dict()[name]
+    assert not torch.equal(trained, plain.model.model.state_dict()[name])
+
+
+def test_bad_rdrop_alpha():
+    with pytest.raises(ConfigError, match="rdrop_alpha must not be negative"):
+        SpertConfig(rdrop_alpha=-0.5)

@@ -7,6 +7,7 @@ from spert.training.optim import (
     WeightEMA,
     learning_rate_factor,
     make_optimizer,
+    rdrop_divergence,
     spert_loss,
 )
 from spert.training.trainer import Trainer, TrainResult, seed_everything, train
@@ -20,6 +21,7 @@ __all__ = [
     "epoch_batches",
     "learning_rate_factor",
     "make_optimizer",
+    "rdrop_divergence",
     "seed_everything",
     "spert_loss",
     "step_shares",

@@ -55,6 +55,30 @@ def spert_loss(
     return loss
 
 
+def rdrop_divergence(
+    first: tuple[torch.Tensor, torch.Tensor],
+    second: tuple[torch.Tensor, torch.Tensor],
+    entity_count: int | None = None,
+    relation_count: int | None = None,
+) -> torch.Tensor:
+    """R-Drop's consistency term: the symmetric KL divergence, halved, between two dropout
+    passes' (entity logits, relation logits), averaged over samples as :func:`spert_loss` does.
+
+    For distributions p, q: KL(p||q) + KL(q||p) = sum (p - q) (log p - log q); for the
+    relations' independent Bernoulli outputs, log p - log q becomes the logits' difference.
+    """
+    # entity logits: [entity samples, entity types + 1]; relation logits: [relation samples,
+    # relation types]
+    entity_a, entity_b = (logits.float().log_softmax(-1) for logits in (first[0], second[0]))
+    entity_kl = ((entity_a.exp() - entity_b.exp()) * (entity_a - entity_b)).sum(-1)
+    divergence = entity_kl.sum() / max(entity_count or entity_kl.numel(), 1)
+    relation_a, relation_b = first[1].float(), second[1].float()
+    relation_kl = (relation_a.sigmoid() - relation_b.sigmoid()) * (relation_a - relation_b)
+    if relation_kl.numel():
+        divergence = divergence + relation_kl.sum() / max(relation_count or relation_kl.numel(), 1)
+    return 0.5 * divergence
+
+
 def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warm-up, then linear decay to zero, times the Adam bias-correction undo.
 

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from spert.calibration import calibrate
-from spert.config import SpertConfig
+from spert.config import ConfigError, SpertConfig
 from spert.data import Sentence, Types
 from spert.evaluation import evaluate, relation_f1, summarize
 from spert.evaluation.card import write_model_card
@@ -44,7 +44,13 @@ from spert.training.batches import (
     step_shares,
 )
 from spert.training.distributed import DistributedContext
-from spert.training.optim import WeightEMA, linear_schedule, make_optimizer, spert_loss
+from spert.training.optim import (
+    WeightEMA,
+    linear_schedule,
+    make_optimizer,
+    rdrop_divergence,
+    spert_loss,
+)
 from spert.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -144,6 +150,9 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.ctx = ctx if ctx is not None else distributed.setup(None)
+        if config.rdrop_alpha > 0 and self.ctx.enabled:
+            # DistributedDataParallel expects one forward pass per backward pass.
+            raise ConfigError("rdrop_alpha is not supported in multi-process training")
         self.main = self.ctx.is_main
         self.config = config
         self.train_data = train_data
@@ -318,10 +327,17 @@ class Trainer:
             with no_sync:
                 batch = micro.batch.to(ctx.device)
                 with self.autocast():
-                    entity_logits, relation_logits = self.net(batch)
-                loss = spert_loss(
-                    entity_logits, relation_logits, batch, entity_count, relation_count
-                )
+                    logits = self.net(batch)
+                loss = spert_loss(*logits, batch, entity_count, relation_count)
+                if self.config.rdrop_alpha > 0:
+                    # R-Drop: a second pass under other dropout masks; both passes' mean loss
+                    # plus their predictions' divergence.
+                    with self.autocast():
+                        second = self.net(batch)
+                    loss = 0.5 * (loss + spert_loss(*second, batch, entity_count, relation_count))
+                    loss = loss + self.config.rdrop_alpha * rdrop_divergence(
+                        logits, second, entity_count, relation_count
+                    )
                 loss = loss * weight
                 (loss * ctx.world_size).backward()
             total += loss.detach()
