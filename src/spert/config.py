@@ -292,7 +292,7 @@ class SpertConfig(InferenceConfig, ModelConfig):
     rdrop_alpha: float = 0.0
     """Beyond the paper: R-Drop regularization. Each micro-batch runs through the model twice
     (two dropout masks, twice the training compute); the loss is the two passes' mean loss +
-    rdrop_alpha x the symmetric KL divergence between their entity and relation predictions,
+    rdrop_alpha x half the symmetric KL divergence of their entity and relation predictions,
     averaged over the samples as the loss is. 0 = off (the paper's)."""
     grad_accumulation: int = 1
     """Micro-batches per optimizer step (gradient accumulation): a larger step batch in the
