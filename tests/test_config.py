@@ -62,10 +62,14 @@ def test_earlier_recipes_keep_their_measured_options():
     assert small == v1.replace(word_shape_dim=16)
 
 
+def test_fast_long_is_fast_trained_twice_as_long():
+    assert preset("fast-long") == preset("fast").replace(epochs=60)
+
+
 def test_unknown_preset_names_the_known_ones():
     with pytest.raises(ConfigError, match="unknown preset 'quick'.*fast-v1"):
         preset("quick")
-    assert {"paper", "demo", "fast", "fast-v1", "small-encoder"} <= set(PRESETS)
+    assert {"paper", "demo", "fast", "fast-long", "fast-v1", "small-encoder"} <= set(PRESETS)
 
 
 def test_frozen_word_embeddings_need_a_pretrained_encoder():

@@ -328,6 +328,7 @@ def test_recipe_grids_measure_one_recipe_on_conll04_test_with_3_seeds() -> None:
     grids = sorted((ROOT / "benchmarks" / "grids" / "recipes_test").glob("*.toml"))
     assert {g.stem for g in grids} == {
         "fast_test",
+        "fast60_test",
         "fast_boundary_test",
         "fp32_boundary_test",
         "paper_test",
