@@ -22,6 +22,7 @@ from spert.utils import (
     UserError,
     atomic_replace_dir,
     exit_on_user_error,
+    machine_description,
     recover_replaced_dir,
     setup_logging,
 )
@@ -130,3 +131,12 @@ def test_a_model_directory_cut_off_between_the_renames_loads(tmp_path: Path) -> 
     aside = _folder(tmp_path / ".final.old-1a2b3c4d", **{META_FILE: "{}"})
     assert find_model_dir(tmp_path / "final") == tmp_path / "final"
     assert (tmp_path / "final" / META_FILE).is_file() and not aside.exists()
+
+
+def test_machine_description_names_the_cpu_model_and_cores(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu\n")
+    assert machine_description(cpuinfo) == f"AMD EPYC 9R14 ({os.cpu_count()} cores)"
+    # Without a readable /proc/cpuinfo (macOS, Windows): what the platform module knows.
+    fallback = machine_description(tmp_path / "missing")
+    assert fallback.endswith(f"({os.cpu_count()} cores)") and len(fallback) > len(" (1 cores)")

@@ -566,7 +566,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Fast CPU training; no per-epoch dev evaluation. Measured on CoNLL04 and SciERC:
     # benchmarks/results/ablations/cpu_recipe and README ("Training fast on a CPU").
     "fast": _FAST,
-    # Beyond the paper: `fast` with 60 epochs instead of 30, twice its training time.
+    # Beyond the paper: `fast` with 60 epochs instead of 30, about twice its training time.
     "fast-long": _FAST_LONG,
     # The earlier fast recipe, kept so that the results measured with it can be reproduced.
     "fast-v1": _FAST_V1,

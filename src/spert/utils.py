@@ -1,11 +1,12 @@
-"""Small shared pieces: atomic file writes, duration formatting, signal handling, the
-commands' logging set-up and error exits."""
+"""Small shared pieces: atomic file writes, duration formatting, the machine's description,
+signal handling, the commands' logging set-up and error exits."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import platform
 import shutil
 import signal
 import sys
@@ -179,6 +180,20 @@ def format_duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def machine_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
+    """The CPU model and core count, e.g. ``AMD EPYC (2 cores)``: timings on one machine do not
+    carry over to another, so results that hold a time name the machine they were measured on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+                break
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{model} ({os.cpu_count() or 1} cores)"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

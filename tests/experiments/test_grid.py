@@ -25,6 +25,7 @@ from spert.experiments.grid import (
     run_experiment,
     settings,
 )
+from spert.utils import machine_description
 
 CONLL04 = DATASETS / "conll04"
 pytestmark = [
@@ -108,8 +109,11 @@ def test_grid_trains_once_then_reads_from_cache(
         gold = read_dataset(data / "test.json", types)
         predicted = read_dataset(run_dir / "predictions.json", types)
         assert result["test"] == summarize(evaluate(gold, predicted, types))
+        assert result["machine"] == machine_description()  # times hold on this machine only
 
     md = (out / "results.md").read_text()
+    assert f"Trained on: {machine_description()}." in md
+    assert report["machines"] == [machine_description()]
     assert "| relation_context | seeds | entity micro F1 | relation strict micro F1 |" in md
     assert "| local | 1 |" in md and "| none | 1 |" in md
     assert "Relation strict micro F1 by test sentence length" in md

@@ -30,8 +30,9 @@ A run is one setting and one seed. Its directory, ``RUNS/<name>/seed_<seed>/``, 
 after the options where its configuration differs from the grid's base configuration (preset,
 config, options; ``base`` for none; a local encoder folder by its folder name), so grids
 that share a runs directory share their common runs. A run is finished once its
-``result.json`` exists; it holds the configuration and data it was made with, and a finished
-run made differently is an error, never silently reused. Each run trains in-process
+``result.json`` exists; it holds the configuration and data it was made with, and the machine
+it trained on (its time holds there only); a finished run made differently is an error, never
+silently reused. Each run trains in-process
 (:func:`spert.training.train`), tests its final model and keeps the test predictions, from
 which the report is computed: ``OUT/results.json``, ``OUT/results.md`` (mean
 ± sample standard deviation over seeds) and PNG plots for the options the grid varies:
@@ -56,13 +57,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from spert.config import PRESETS, ConfigError, SpertConfig, config_differences, preset, read_toml
 from spert.data import Sentence, Types, read_dataset, read_types, write_dataset
 from spert.evaluation import evaluate, mean_std, summarize
 from spert.evaluation.summary import TITLES
+from spert.model.modeling import default_device
 from spert.render.figures import new_figure, save_png
 from spert.training import train
-from spert.utils import atomic_write_text, format_duration
+from spert.utils import atomic_write_text, format_duration, machine_description
 
 logger = logging.getLogger(__name__)
 
@@ -429,6 +433,7 @@ def _train_and_test(
         "config": run.config.to_dict(),
         "data": _data_files(grid),
         "train_seconds": round(train_seconds, 1),
+        "machine": _machine(device),
         "best_epoch": result.best_epoch,
         "test": summarize(metrics),
         "test_metrics": metrics,
@@ -440,6 +445,14 @@ def _train_and_test(
             shutil.rmtree(run.directory / model_dir, ignore_errors=True)
     atomic_write_text(run.directory / RESULT_FILE, json.dumps(record, indent=2))
     return record
+
+
+def _machine(device: str | None) -> str:
+    """Where a run trained (its time holds there only): the CPU, and the GPU if it used one."""
+    target = torch.device(device) if device else default_device()
+    if target.type == "cuda":
+        return f"{machine_description()}, {torch.cuda.get_device_name(target)}"
+    return machine_description()
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -531,10 +544,16 @@ def write_report(
         "varied": varied,
         "runs": len(runs),
         "finished": len(finished),
+        # runs cached before machines were recorded have none
+        "machines": sorted({res["machine"] for _, res in finished if "machine" in res}),
         "std": "sample standard deviation (n - 1 denominator) over seeds; null for one seed",
         "settings": rows,
         "per_run": [
-            {k: res[k] for k in ("name", "seed", "train_seconds", "test", "by_length")}
+            {
+                k: res[k]
+                for k in ("name", "seed", "train_seconds", "machine", "test", "by_length")
+                if k in res
+            }
             for _, res in finished
         ],
         "plots": [p.name for p in plots],
@@ -556,6 +575,17 @@ def _cell(value: dict[str, float | None]) -> str:
     return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
 
+def _machine_lines(report: dict[str, Any]) -> list[str]:
+    machines = report.get("machines") or []
+    unknown = sum(1 for run in report["per_run"] if "machine" not in run)
+    if not machines:
+        return []
+    text = "Trained on: " + "; ".join(machines) + "."
+    if unknown:
+        text += f" {unknown} of the runs recorded no machine."
+    return [text, ""]
+
+
 def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
     varied = report["varied"]
     base = grid.base
@@ -573,6 +603,7 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
         "",
         f"Other options: {fixed}.",
         "",
+        *_machine_lines(report),
         "| " + " | ".join(varied + ["seeds"] + list(_REPORTED.values()) + ["train time"]) + " |",
         "|---" * (len(varied) + len(_REPORTED) + 2) + "|",
     ]
