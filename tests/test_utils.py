@@ -135,8 +135,13 @@ def test_a_model_directory_cut_off_between_the_renames_loads(tmp_path: Path) -> 
 
 def test_machine_description_names_the_cpu_model_and_cores(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu\n")
-    assert machine_description(cpuinfo) == f"AMD EPYC 9R14 ({os.cpu_count()} cores)"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu avx512_bf16\n")
+    assert machine_description(cpuinfo) == f"AMD EPYC 9R14, AVX512-BF16 ({os.cpu_count()} cores)"
+    # Only the first processor's block counts.
+    cpuinfo.write_text("model name\t: Intel Xeon\nflags\t: amx_bf16\n\nmodel name\t: x\n")
+    assert machine_description(cpuinfo) == f"Intel Xeon, AMX ({os.cpu_count()} cores)"
+    cpuinfo.write_text("model name\t: Old CPU\nflags\t: fpu avx2\n")
+    assert machine_description(cpuinfo) == f"Old CPU ({os.cpu_count()} cores)"
     # Without a readable /proc/cpuinfo (macOS, Windows): what the platform module knows.
     fallback = machine_description(tmp_path / "missing")
     assert fallback.endswith(f"({os.cpu_count()} cores)") and len(fallback) > len(" (1 cores)")

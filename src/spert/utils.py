@@ -183,17 +183,20 @@ def format_duration(seconds: float) -> str:
 
 
 def machine_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
-    """The CPU model and core count, e.g. ``AMD EPYC (2 cores)``: timings on one machine do not
-    carry over to another, so results that hold a time name the machine they were measured on."""
-    model = ""
+    """The CPU model, its bfloat16 support and core count, e.g. ``AMD EPYC, AVX512-BF16 (2
+    cores)``: timings (and bfloat16 kernels) differ between machines, so results that hold a
+    time name the machine they were measured on."""
+    fields: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                model = value.strip()
-                break
-    model = model or platform.processor() or platform.machine() or "unknown CPU"
-    return f"{model} ({os.cpu_count() or 1} cores)"
+            if not line.strip():
+                break  # the first processor's block is enough
+            fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    flags = set(fields.get("flags", "").split())
+    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
+    return f"{model}{', ' + bf16 if bf16 else ''} ({os.cpu_count() or 1} cores)"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
