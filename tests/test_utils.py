@@ -133,15 +133,21 @@ def test_a_model_directory_cut_off_between_the_renames_loads(tmp_path: Path) -> 
     assert (tmp_path / "final" / META_FILE).is_file() and not aside.exists()
 
 
-def test_machine_description_names_the_cpu_model_and_cores(tmp_path):
+def test_machine_description_names_the_cpu_model_and_bf16_support(tmp_path: Path) -> None:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = f"({cpus} CPU{'s' if cpus != 1 else ''})"
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu avx512_bf16\n")
-    assert machine_description(cpuinfo) == f"AMD EPYC 9R14, AVX512-BF16 ({os.cpu_count()} cores)"
-    # Only the first processor's block counts.
+    cpuinfo.write_text("\nprocessor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu avx512_bf16\n")
+    assert machine_description(cpuinfo) == f"AMD EPYC 9R14, AVX512-BF16 {count}"
+    # The first processor's fields count.
     cpuinfo.write_text("model name\t: Intel Xeon\nflags\t: amx_bf16\n\nmodel name\t: x\n")
-    assert machine_description(cpuinfo) == f"Intel Xeon, AMX ({os.cpu_count()} cores)"
+    assert machine_description(cpuinfo) == f"Intel Xeon, AMX {count}"
     cpuinfo.write_text("model name\t: Old CPU\nflags\t: fpu avx2\n")
-    assert machine_description(cpuinfo) == f"Old CPU ({os.cpu_count()} cores)"
+    assert machine_description(cpuinfo) == f"Old CPU {count}"
+    # aarch64 names no model: implementer and part do (here a Neoverse V1, AWS Graviton3).
+    arm = "processor\t: 0\nFeatures\t: fp asimd bf16\nCPU implementer\t: 0x41\nCPU part\t: 0xd40\n"
+    cpuinfo.write_text(arm)
+    assert machine_description(cpuinfo) == f"ARM implementer 0x41 part 0xd40, BF16 {count}"
     # Without a readable /proc/cpuinfo (macOS, Windows): what the platform module knows.
     fallback = machine_description(tmp_path / "missing")
-    assert fallback.endswith(f"({os.cpu_count()} cores)") and len(fallback) > len(" (1 cores)")
+    assert fallback.endswith(count) and len(fallback) > len(count) + 1

@@ -183,20 +183,41 @@ def format_duration(seconds: float) -> str:
 
 
 def machine_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
-    """The CPU model, its bfloat16 support and core count, e.g. ``AMD EPYC, AVX512-BF16 (2
-    cores)``: timings (and bfloat16 kernels) differ between machines, so results that hold a
-    time name the machine they were measured on."""
+    """The CPU model, its bfloat16 instructions and the CPUs this process may use, e.g. ``AMD
+    EPYC, AVX512-BF16 (2 CPUs)``: timings (and bfloat16 kernels) differ between machines, so
+    results that hold a time name the machine they were measured on."""
     fields: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if not line.strip():
-                break  # the first processor's block is enough
-            fields.setdefault(key.strip(), value.strip())
-    model = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
-    flags = set(fields.get("flags", "").split())
-    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
-    return f"{model}{', ' + bf16 if bf16 else ''} ({os.cpu_count() or 1} cores)"
+            key, sep, value = line.partition(":")
+            if sep and value.strip():
+                fields.setdefault(key.strip(), value.strip())  # the first processor's
+    arm = (
+        f"ARM implementer {fields['CPU implementer']} part {fields['CPU part']}"
+        if "CPU implementer" in fields and "CPU part" in fields
+        else ""
+    )
+    model = (
+        fields.get("model name")  # x86
+        or fields.get("Model")  # Raspberry Pi and other boards
+        or arm  # other ARM (e.g. AWS Graviton)
+        or fields.get("cpu")  # POWER
+        or platform.processor()
+        or platform.machine()
+        or "unknown CPU"
+    )
+    flags = set((fields.get("flags") or fields.get("Features", "")).split())
+    bf16 = (
+        "AMX"
+        if "amx_bf16" in flags
+        else "AVX512-BF16"
+        if "avx512_bf16" in flags
+        else "BF16"
+        if "bf16" in flags  # ARMv8.6
+        else ""
+    )
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}{', ' + bf16 if bf16 else ''} ({cpus or 1} CPU{'s' if cpus != 1 else ''})"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

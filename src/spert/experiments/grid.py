@@ -63,7 +63,6 @@ from spert.config import PRESETS, ConfigError, SpertConfig, config_differences, 
 from spert.data import Sentence, Types, read_dataset, read_types, write_dataset
 from spert.evaluation import evaluate, mean_std, summarize
 from spert.evaluation.summary import TITLES
-from spert.model.modeling import default_device
 from spert.render.figures import new_figure, save_png
 from spert.training import train
 from spert.utils import atomic_write_text, format_duration, machine_description
@@ -424,6 +423,7 @@ def _train_and_test(
         run.config, train_data, types, run.directory, dev_data, device=device, progress=progress
     )
     train_seconds = time.perf_counter() - started
+    machine = _machine(result.model.device)
     predictions = result.model.predict(test_data, progress=progress)
     write_dataset(run.directory / PREDICTIONS_FILE, predictions)
     metrics = evaluate(test_data, predictions, types)
@@ -433,7 +433,7 @@ def _train_and_test(
         "config": run.config.to_dict(),
         "data": _data_files(grid),
         "train_seconds": round(train_seconds, 1),
-        "machine": _machine(device),
+        "machine": machine,
         "best_epoch": result.best_epoch,
         "test": summarize(metrics),
         "test_metrics": metrics,
@@ -447,11 +447,10 @@ def _train_and_test(
     return record
 
 
-def _machine(device: str | None) -> str:
+def _machine(device: torch.device) -> str:
     """Where a run trained (its time holds there only): the CPU, and the GPU if it used one."""
-    target = torch.device(device) if device else default_device()
-    if target.type == "cuda":
-        return f"{machine_description()}, {torch.cuda.get_device_name(target)}"
+    if device.type == "cuda":
+        return f"{machine_description()}, {torch.cuda.get_device_name(device)}"
     return machine_description()
 
 
@@ -550,9 +549,9 @@ def write_report(
         "settings": rows,
         "per_run": [
             {
-                k: res[k]
-                for k in ("name", "seed", "train_seconds", "machine", "test", "by_length")
-                if k in res
+                **{k: res[k] for k in ("name", "seed", "train_seconds")},
+                **({"machine": res["machine"]} if "machine" in res else {}),
+                **{k: res[k] for k in ("test", "by_length")},
             }
             for _, res in finished
         ],
@@ -576,13 +575,17 @@ def _cell(value: dict[str, float | None]) -> str:
 
 
 def _machine_lines(report: dict[str, Any]) -> list[str]:
-    machines = report.get("machines") or []
-    unknown = sum(1 for run in report["per_run"] if "machine" not in run)
+    """The report's line naming the machines its runs trained on (none for runs cached before
+    runs recorded it)."""
+    machines = report["machines"]
     if not machines:
         return []
     text = "Trained on: " + "; ".join(machines) + "."
+    if len(machines) > 1:
+        text += " Train times mix these machines."
+    unknown = sum(1 for run in report["per_run"] if "machine" not in run)
     if unknown:
-        text += f" {unknown} of the runs recorded no machine."
+        text += f" {unknown} of the {len(report['per_run'])} finished runs recorded no machine."
     return [text, ""]
 
 
