@@ -25,6 +25,7 @@ from spert.utils import (
     machine_description,
     recover_replaced_dir,
     setup_logging,
+    usable_cpus,
 )
 
 
@@ -134,7 +135,7 @@ def test_a_model_directory_cut_off_between_the_renames_loads(tmp_path: Path) -> 
 
 
 def test_machine_description_names_the_cpu_model_and_bf16_support(tmp_path: Path) -> None:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     count = f"({cpus} CPU{'s' if cpus != 1 else ''})"
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("\nprocessor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: fpu avx512_bf16\n")

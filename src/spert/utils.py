@@ -182,6 +182,18 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+#: cpuinfo flags of bfloat16 instructions, the most capable first.
+_BF16_FLAGS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("bf16", "BF16"))  # bf16: ARM
+
+
 def machine_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
     """The CPU model, its bfloat16 instructions and the CPUs this process may use, e.g. ``AMD
     EPYC, AVX512-BF16 (2 CPUs)``: timings (and bfloat16 kernels) differ between machines, so
@@ -207,17 +219,9 @@ def machine_description(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> st
         or "unknown CPU"
     )
     flags = set((fields.get("flags") or fields.get("Features", "")).split())
-    bf16 = (
-        "AMX"
-        if "amx_bf16" in flags
-        else "AVX512-BF16"
-        if "avx512_bf16" in flags
-        else "BF16"
-        if "bf16" in flags  # ARMv8.6
-        else ""
-    )
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}{', ' + bf16 if bf16 else ''} ({cpus or 1} CPU{'s' if cpus != 1 else ''})"
+    bf16 = next((f", {name}" for flag, name in _BF16_FLAGS if flag in flags), "")
+    cpus = usable_cpus()
+    return f"{model}{bf16} ({cpus} CPU{'s' if cpus != 1 else ''})"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

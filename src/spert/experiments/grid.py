@@ -71,6 +71,10 @@ logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 PREDICTIONS_FILE = "predictions.json"
+#: What the report keeps of each run; "machine" only where the run recorded it.
+_PER_RUN_KEYS = ("name", "seed", "train_seconds", "machine", "test", "by_length")
+
+
 # Report columns; "relation" counts argument spans and relation type only (the setting the paper
 # reports for SciERC), "relation strict" also the argument entity types.
 _REPORTED = {
@@ -548,12 +552,7 @@ def write_report(
         "std": "sample standard deviation (n - 1 denominator) over seeds; null for one seed",
         "settings": rows,
         "per_run": [
-            {
-                **{k: res[k] for k in ("name", "seed", "train_seconds")},
-                **({"machine": res["machine"]} if "machine" in res else {}),
-                **{k: res[k] for k in ("test", "by_length")},
-            }
-            for _, res in finished
+            {k: res[k] for k in _PER_RUN_KEYS if k in res or k != "machine"} for _, res in finished
         ],
         "plots": [p.name for p in plots],
     }

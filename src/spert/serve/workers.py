@@ -33,7 +33,7 @@ from typing import Any
 import uvicorn
 
 from spert.config import ConfigError, ServeSettings
-from spert.utils import UserError, setup_logging
+from spert.utils import UserError, setup_logging, usable_cpus
 
 logger = logging.getLogger("spert.serve")
 
@@ -105,14 +105,6 @@ def bind_workers_socket(config: uvicorn.Config) -> socket.socket:
     host, port = sock.getsockname()[:2]
     logger.info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)", host, port)
     return sock
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def worker_threads(settings: ServeSettings) -> int:
