@@ -11,7 +11,7 @@ import pytest
 from conftest import DATASETS, ROOT
 
 import spert.experiments.grid
-from spert import read_dataset, read_types
+from spert import SpERT, read_dataset, read_types
 from spert.cli.train import register as add_parser
 from spert.config import ConfigError, config_differences, preset
 from spert.data import write_dataset
@@ -111,6 +111,7 @@ def test_grid_trains_once_then_reads_from_cache(
         assert result["test"] == summarize(evaluate(gold, predicted, types))
         # Times hold on this machine only (and its GPU, if it trained on one).
         assert result["machine"].startswith(machine_description())
+        assert "test_uncalibrated" not in result  # only calibrated runs have it
 
     md = (out / "results.md").read_text()
     assert report["machines"] == [result["machine"]]
@@ -145,6 +146,31 @@ def test_grid_trains_once_then_reads_from_cache(
     changed.base = changed.base.replace(dropout=0.3)
     with pytest.raises(ConfigError, match=r"finished run made differently \(differs in dropout"):
         run_experiment(changed, out, progress=False)
+
+
+def test_calibrated_runs_record_the_uncalibrated_test_figures_too(data, bert_dir, tmp_path) -> None:
+    # `calibrate = true` fits thresholds on dev at the end of training; the run is tested with
+    # them, and the same model without them is tested too, so that the gain is measured.
+    types = read_types(data / "types.json")
+    dev = tmp_path / "dev.json"
+    write_dataset(dev, read_dataset(CONLL04 / "conll04_dev.json", types)[:10])
+    path = write_grid(tmp_path / "cal.toml", data, bert_dir, "[[runs]]\ncalibrate = true")
+    path.write_text(
+        path.read_text().replace("keep_models = false", f'keep_models = true\ndev = "{dev}"')
+    )
+    out = tmp_path / "out"
+    report = run_experiment(load_grid(path), out, progress=False)
+    run_dir = out / "runs" / "calibrate=True" / "seed_1"
+    result = json.loads((run_dir / RESULT_FILE).read_text())
+    assert (run_dir / "final" / "calibration.json").is_file()
+    gold = read_dataset(data / "test.json", types)
+    calibrated = SpERT.load(run_dir / "final")
+    assert calibrated.calibration is not None
+    assert read_dataset(run_dir / "predictions.json", types) == calibrated.predict(gold)
+    assert result["test"] == summarize(evaluate(gold, calibrated.predict(gold), types))
+    raw = SpERT.load(run_dir / "final", calibration=False).predict(gold)
+    assert result["test_uncalibrated"] == summarize(evaluate(gold, raw, types))
+    assert report["per_run"][0]["test_uncalibrated"] == result["test_uncalibrated"]
 
 
 def fake_runs(grid, runs_dir: Path, data: Path) -> None:
@@ -339,6 +365,7 @@ def test_recipe_grids_measure_one_recipe_on_conll04_test_with_3_seeds() -> None:
     assert {g.stem for g in grids} == {
         "fast_test",
         "fast60_test",
+        "fast60_calibrated_test",
         "fast_boundary_test",
         "fp32_boundary_test",
         "paper_test",
