@@ -119,6 +119,7 @@ def test_grid_trains_once_then_reads_from_cache(
     assert "| relation_context | seeds | entity micro F1 | relation strict micro F1 |" in md
     assert "| local | 1 |" in md and "| none | 1 |" in md
     assert "Relation strict micro F1 by test sentence length" in md
+    assert "without their calibration" not in md
     assert is_png(out / "sentence_length.png")
     assert not (out / "neg_samples.png").exists() and not (out / "pretraining.png").exists()
     assert json.loads((out / "results.json").read_text())["plots"] == ["sentence_length.png"]
@@ -171,6 +172,11 @@ def test_calibrated_runs_record_the_uncalibrated_test_figures_too(data, bert_dir
     raw = SpERT.load(run_dir / "final", calibration=False).predict(gold)
     assert result["test_uncalibrated"] == summarize(evaluate(gold, raw, types))
     assert report["per_run"][0]["test_uncalibrated"] == result["test_uncalibrated"]
+    uncalibrated_f1 = report["settings"][0]["uncalibrated"]["relation_strict_micro_f1"]
+    assert uncalibrated_f1["mean"] == result["test_uncalibrated"]["relation_strict_micro_f1"]
+    markdown = (out / "results.md").read_text()
+    assert "without their calibration" in markdown
+    assert f"{uncalibrated_f1['mean']:.2f}" in markdown.split("without their calibration")[1]
 
 
 def fake_runs(grid, runs_dir: Path, data: Path) -> None:

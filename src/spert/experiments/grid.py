@@ -534,6 +534,11 @@ def write_report(
         }
         for metric in _REPORTED:
             row[metric] = _mean_std([res["test"][metric] for _, res in members])
+        if all("test_uncalibrated" in res for _, res in members):
+            row["uncalibrated"] = {
+                metric: _mean_std([res["test_uncalibrated"][metric] for _, res in members])
+                for metric in _REPORTED
+            }
         row["by_length"] = {
             label: {
                 "sentences": members[0][1]["by_length"][label]["sentences"],
@@ -633,6 +638,20 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
         cells += [_cell(row[m]) for m in _REPORTED]
         cells += [format_duration(row["train_seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
+    calibrated = [row for row in report["settings"] if "uncalibrated" in row]
+    if calibrated:
+        lines += [
+            "",
+            "The same models tested without their calibration (`test_uncalibrated`):",
+            "",
+            "| " + " | ".join(varied + ["seeds"] + list(_REPORTED.values())) + " |",
+            "|---" * (len(varied) + len(_REPORTED) + 1) + "|",
+        ]
+        for row in calibrated:
+            cells = [str(_name_part(row["settings"][k])) for k in varied]
+            cells += [" ".join(str(s) for s in row["seeds"])]
+            cells += [_cell(row["uncalibrated"][m]) for m in _REPORTED]
+            lines.append("| " + " | ".join(cells) + " |")
     if "relation_context" in varied and report["settings"]:
         labels = bucket_labels(grid.length_buckets)
         counts = report["settings"][0]["by_length"]
