@@ -313,6 +313,10 @@ class SpertConfig(InferenceConfig, ModelConfig):
     calibrate: bool = False
     """At the end of training, calibrate OUT/final (and OUT/best) on the dev set, as
     ``spert calibrate`` does (scores become probabilities; per-type thresholds tuned for F1)."""
+    calibrate_thresholds: Literal["both", "entity", "relations"] = "both"
+    """With ``calibrate``: which cut-offs are tuned on the dev set: the entity "none" cut-off
+    and the per relation type thresholds (both), or only one of them (``spert calibrate
+    --thresholds``)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -138,6 +138,30 @@ def test_fit_on_data_and_cli(saved: Path, sentences, tmp_path: Path, capsys) -> 
     assert stored.fitted_on["data"] == str(data)
 
 
+def test_thresholds_tune_one_cut_off_only(saved: Path, sentences, tmp_path: Path, capsys) -> None:
+    model = SpERT.load(saved)
+    both = calibrate(model, sentences, method="temperature")
+    entity = calibrate(model, sentences, method="temperature", thresholds="entity")
+    relations = calibrate(model, sentences, method="temperature", thresholds="relations")
+    # Scores are calibrated alike; only the cut-offs differ.
+    assert entity.entity_temperature == relations.entity_temperature == both.entity_temperature
+    assert entity.entity_threshold == both.entity_threshold
+    assert entity.relation_thresholds == tuple(entity.calibrated_threshold(0.4))
+    assert relations.entity_threshold is None
+    assert entity.fitted_on["thresholds"] == "entity"
+    with pytest.raises(ValueError, match="target precision"):
+        calibrate(model, sentences, thresholds="entity", target_precision=0.9)
+    with pytest.raises(ValueError, match="thresholds must be one of"):
+        calibrate(model, sentences, thresholds="relation")
+    data = tmp_path / "dev.json"
+    write_dataset(data, sentences)
+    main(["calibrate", "--model", str(saved), "--data", str(data), "--thresholds", "entity"])
+    assert "cut-offs tuned: entity" in capsys.readouterr().out
+    stored = SpERT.load(saved).calibration
+    assert stored is not None and stored.fitted_on["thresholds"] == "entity"
+    assert stored.relation_thresholds == tuple(stored.calibrated_threshold(0.4))
+
+
 # -- bounded output --------------------------------------------------------------------------
 
 
@@ -185,11 +209,15 @@ def test_calibrated_model_directory_copies(saved: Path, tmp_path: Path) -> None:
 def test_train_calibrate_stores_calibration(types: Types, tiny_config, sentences, tmp_path: Path):
     from spert.training import train
 
-    config = tiny_config.replace(calibrate=True, max_span_size=3, eval_every_epoch=True)
+    config = tiny_config.replace(
+        calibrate=True, calibrate_thresholds="entity", max_span_size=3, eval_every_epoch=True
+    )
     result = train(config, sentences, types, tmp_path / "run", dev_data=sentences, progress=False)
     for folder in ("final", "best"):  # with a dev set evaluated every epoch, both are written
         stored = SpERT.load(tmp_path / "run" / folder).calibration
         assert stored is not None and stored.fitted_on["sentences"] == len(sentences)
+        assert stored.fitted_on["thresholds"] == "entity"
+        assert stored.relation_thresholds == tuple(stored.calibrated_threshold(0.4))
         card = (tmp_path / "run" / folder / "README.md").read_text(encoding="utf-8")
         threshold = stored.relation_thresholds[0]
         assert f"`{stored.relation_types[0]}` {threshold:.3f}" in card

@@ -7,6 +7,6 @@ What is stored and applied is :class:`spert.model.calibration.Calibration`; how 
 are calibrated (reliability, ECE) is measured by :mod:`spert.evaluation.reliability`.
 """
 
-from spert.calibration.calibrate import METHODS, calibrate
+from spert.calibration.calibrate import METHODS, THRESHOLDS, calibrate
 
-__all__ = ["METHODS", "calibrate"]
+__all__ = ["METHODS", "THRESHOLDS", "calibrate"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spert.calibration import METHODS, calibrate
+from spert.calibration import METHODS, THRESHOLDS, calibrate
 from spert.cli.common import CliError, add_device_option
 from spert.data import read_dataset
 from spert.evaluation.card import CARD_FILE, write_model_card
@@ -18,6 +18,8 @@ from spert.training.checkpoint import read_run_info
 def cmd_calibrate(args: argparse.Namespace) -> None:
     if args.target_precision is not None and not 0.0 < args.target_precision <= 1.0:
         raise CliError(f"--target-precision must lie in (0, 1], got {args.target_precision}")
+    if args.target_precision is not None and args.thresholds == "entity":
+        raise CliError("--target-precision sets relation thresholds: not with --thresholds entity")
     model = SpERT.load(args.model, device=args.device, calibration=False)
     data = read_dataset(args.data, model.types)
     calibration = calibrate(
@@ -27,6 +29,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         target_precision=args.target_precision,
         data_name=str(args.data),
         batch_size=args.batch_size,
+        thresholds=args.thresholds,
     )
     write_calibration(args.model, calibration)
     print(format_calibration(calibration))
@@ -45,7 +48,8 @@ def format_calibration(calibration: Calibration) -> str:
     chosen = calibration.relation_method + (f" (held-out NLL per pair: {held})" if held else "")
     lines = [
         f"fitted on {calibration.fitted_on.get('data')} "
-        f"({calibration.fitted_on.get('sentences')} sentences)",
+        f"({calibration.fitted_on.get('sentences')} sentences; cut-offs tuned: "
+        f"{calibration.fitted_on.get('thresholds', 'both')})",
         f"entity temperature {calibration.entity_temperature:.4f}; entity cut-off "
         + (
             "argmax (as uncalibrated)"
@@ -102,6 +106,14 @@ def register(sub: Any) -> None:
         metavar="P",
         help="per relation type, the lowest threshold whose relations reach precision P on "
         "this data (default: the thresholds that maximize micro F1)",
+    )
+    p.add_argument(
+        "--thresholds",
+        choices=THRESHOLDS,
+        default="both",
+        help="which cut-offs are tuned on this data: the entity 'none' cut-off and the "
+        "per-type relation thresholds (both), only the entity cut-off (entity: relations keep "
+        "the uncalibrated threshold) or only the relation thresholds (default: both)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="sentences per encoder batch")
     add_device_option(p)

@@ -158,7 +158,7 @@ def _one_line(error: Exception) -> str:
 #: step batch, train_batch_size x processes x grad_accumulation, is checked on its own).
 RESUMABLE_CHANGES = frozenset(
     {"checkpoint_every", "keep_checkpoints", "eval_batch_size", "train_batch_size"}
-    | {"grad_accumulation", "calibrate"}
+    | {"grad_accumulation", "calibrate", "calibrate_thresholds"}
 )
 
 

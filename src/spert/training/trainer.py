@@ -451,7 +451,9 @@ class Trainer:
                 model = self.spert
             else:
                 model = SpERT.load(path, device=self.ctx.device, calibration=False)
-            calibration = calibrate(model, self.dev_data, data_name=name)
+            calibration = calibrate(
+                model, self.dev_data, data_name=name, thresholds=self.config.calibrate_thresholds
+            )
             write_calibration(path, calibration)
             self._write_card(path, None)  # its limits name the calibrated thresholds
             if folder == "final":
