@@ -372,6 +372,7 @@ def test_recipe_grids_measure_one_recipe_on_conll04_test_with_3_seeds() -> None:
         "fast_test",
         "fast60_test",
         "fast60_calibrated_test",
+        "fast60_entity_cutoff_test",
         "fast_calibrated_test",
         "fast_boundary_test",
         "fp32_boundary_test",
