@@ -47,6 +47,10 @@ RUNTIME_HELP = (
 _C = TypeVar("_C", bound="_Options")
 
 
+#: Which cut-offs a calibration tunes (``spert.calibration.calibrate``'s ``thresholds``).
+CalibrateThresholds = Literal["both", "entity", "relations"]
+
+
 class ConfigError(UserError, ValueError):
     """An unknown option or a value of the wrong kind."""
 
@@ -313,7 +317,7 @@ class SpertConfig(InferenceConfig, ModelConfig):
     calibrate: bool = False
     """At the end of training, calibrate OUT/final (and OUT/best) on the dev set, as
     ``spert calibrate`` does (scores become probabilities; per-type thresholds tuned for F1)."""
-    calibrate_thresholds: Literal["both", "entity", "relations"] = "both"
+    calibrate_thresholds: CalibrateThresholds = "both"
     """With ``calibrate``: which cut-offs are tuned on the dev set: the entity "none" cut-off
     and the per relation type thresholds (both), or only one of them (``spert calibrate
     --thresholds``)."""

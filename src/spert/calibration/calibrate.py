@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from spert.calibration.fitting import (
     tune_entity_threshold,
     tune_relation_thresholds,
 )
+from spert.config import CalibrateThresholds
 from spert.data import Sentence, Types
 from spert.data.matching import entity_key, precision_recall_f1
 from spert.evaluation import evaluate
@@ -63,7 +64,7 @@ METHODS = ("auto", *RELATION_METHODS)
 #: ``thresholds`` choices: which cut-offs are tuned on the data. "entity": only the entity
 #: "none" cut-off (relations keep the uncalibrated threshold, expressed after calibration);
 #: "relations": only the per-type relation thresholds (entities keep the argmax).
-THRESHOLDS = ("both", "entity", "relations")
+THRESHOLDS: tuple[str, ...] = get_args(CalibrateThresholds)
 
 
 @dataclass

@@ -611,6 +611,13 @@ def _machine_lines(report: dict[str, Any]) -> list[str]:
     return [text, ""]
 
 
+def _setting_cells(row: dict[str, Any], varied: Sequence[str]) -> list[str]:
+    """A results table's first cells for one setting: its varied options and its seeds."""
+    return [str(_name_part(row["settings"][k])) for k in varied] + [
+        " ".join(str(s) for s in row["seeds"])
+    ]
+
+
 def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
     varied = report["varied"]
     base = grid.base
@@ -633,9 +640,7 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
         "|---" * (len(varied) + len(_REPORTED) + 2) + "|",
     ]
     for row in report["settings"]:
-        cells = [str(_name_part(row["settings"][k])) for k in varied]
-        cells += [" ".join(str(s) for s in row["seeds"])]
-        cells += [_cell(row[m]) for m in _REPORTED]
+        cells = _setting_cells(row, varied) + [_cell(row[m]) for m in _REPORTED]
         cells += [format_duration(row["train_seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     calibrated = [row for row in report["settings"] if "uncalibrated" in row]
@@ -648,9 +653,7 @@ def format_markdown(grid: Grid, report: dict[str, Any]) -> str:
             "|---" * (len(varied) + len(_REPORTED) + 1) + "|",
         ]
         for row in calibrated:
-            cells = [str(_name_part(row["settings"][k])) for k in varied]
-            cells += [" ".join(str(s) for s in row["seeds"])]
-            cells += [_cell(row["uncalibrated"][m]) for m in _REPORTED]
+            cells = _setting_cells(row, varied) + [_cell(row["uncalibrated"][m]) for m in _REPORTED]
             lines.append("| " + " | ".join(cells) + " |")
     if "relation_context" in varied and report["settings"]:
         labels = bucket_labels(grid.length_buckets)
