@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import label_studio_result
+from conftest import keeping_model, label_studio_result
 
 from spert.active.retrain import (
     FAILED_DIR,
@@ -168,6 +168,15 @@ def test_retrain_config(tmp_path: Path) -> None:
     train_config.write_text('encoder = "my/encoder"\n')
     config = retrain_config("fast", served, train_config, served_dir=tmp_path / "v3" / "final")
     assert config.encoder == "my/encoder"
+
+
+def test_retrain_config_of_a_served_ensemble(tmp_path: Path, bert_dir: Path) -> None:
+    """An ensemble retrains as one model, from its first member's encoder folder."""
+    model = keeping_model(bert_dir)
+    SpERT.ensemble([model, model]).save(tmp_path / "ensemble")
+    config = retrain_config("fast", model.config, served_dir=tmp_path / "ensemble")
+    assert config.encoder == str((tmp_path / "ensemble" / "member_1" / ENCODER_DIR).resolve())
+    assert Path(config.encoder, "config.json").is_file()
 
 
 def test_retraining_trains_from_a_served_version_whose_first_encoder_is_gone(

@@ -366,7 +366,7 @@ def test_shipped_conll04_grids_load_and_share_their_base_run() -> None:
 
 def test_recipe_grids_measure_one_recipe_on_conll04_test_with_3_seeds() -> None:
     # Whole recipes on the test set (issue #26), not ablations of a shared base: each grid has
-    # its own preset, one setting and its own run cache.
+    # its own preset, one setting and its own run cache; 3 seeds, or 3 ensembles of 3.
     grids = sorted((ROOT / "benchmarks" / "grids" / "recipes_test").glob("*.toml"))
     assert {g.stem for g in grids} == {
         "fast_test",
@@ -374,6 +374,7 @@ def test_recipe_grids_measure_one_recipe_on_conll04_test_with_3_seeds() -> None:
         "fast60_calibrated_test",
         "fast60_entity_cutoff_test",
         "fast_calibrated_test",
+        "fast_ensemble_members_test",
         "fast_boundary_test",
         "fp32_boundary_test",
         "paper_test",
@@ -382,7 +383,8 @@ def test_recipe_grids_measure_one_recipe_on_conll04_test_with_3_seeds() -> None:
     for path in grids:
         grid = load_grid(path)
         assert grid.test == (CONLL04 / "conll04_test.json").resolve(), path.name
-        assert sorted(grid.seeds) == [1, 2, 3], path.name
+        members = path.stem.endswith("_ensemble_members_test")
+        assert sorted(grid.seeds) == list(range(1, 10 if members else 4)), path.name
         assert len(settings(grid)) == 1, path.name
         runs_dirs.add(grid.runs_dir)
     assert len(runs_dirs) == len(grids)

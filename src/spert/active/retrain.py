@@ -35,7 +35,7 @@ from typing import Any
 from spert.config import MODEL_OPTIONS, ModelConfig, SpertConfig, preset, read_toml
 from spert.data import read_dataset, read_types
 from spert.data.formats.importer import ImportOptions, import_documents, merge_types
-from spert.model.directory import ENCODER_DIR
+from spert.model.directory import ENCODER_DIR, ensemble_members
 from spert.training import train
 from spert.utils import atomic_write, atomic_write_text, setup_logging
 
@@ -132,12 +132,15 @@ def retrain_config(
     one in the served model's directory ``served_dir`` (its ``encoder/`` folder, as an
     absolute path): the name or path the served model was first trained from
     (``ModelConfig.encoder``) may be a path that moved or exists on another machine only; that
-    name is the fallback without ``served_dir``."""
+    name is the fallback without ``served_dir``. A served ensemble retrains as one model,
+    from its first member's encoder."""
     options = preset(preset_name).to_dict()
     if served is not None:
         options.update({name: getattr(served, name) for name in MODEL_OPTIONS})
     if served_dir is not None:
-        options["encoder"] = str((Path(served_dir) / ENCODER_DIR).resolve())
+        folders = ensemble_members(Path(served_dir))
+        model_dir = folders[0] if folders else Path(served_dir)
+        options["encoder"] = str((model_dir / ENCODER_DIR).resolve())
     source = f"preset {preset_name}"
     if config_file is not None:
         options.update(read_toml(config_file))

@@ -1,5 +1,5 @@
-"""Prediction commands: ``spert eval``, ``predict``, ``extract``, ``export-onnx`` and
-``visualize``."""
+"""Prediction commands: ``spert eval``, ``predict``, ``extract``, ``export-onnx``,
+``ensemble`` and ``visualize``."""
 
 from __future__ import annotations
 
@@ -248,6 +248,12 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    models = [SpERT.load(path, device="cpu", calibration=False) for path in args.models]
+    SpERT.ensemble(models).save(args.out)
+    print(f"ensemble of {len(models)} models -> {args.out}")
+
+
 def cmd_visualize(args: argparse.Namespace) -> None:
     """``spert visualize``: an HTML page of predictions, compared with gold if given."""
     types = read_types(args.types)
@@ -262,11 +268,12 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 
 def register(sub: Any) -> None:
-    """Add ``eval``, ``predict``, ``extract``, ``export-onnx`` and ``visualize``."""
+    """Add ``eval``, ``predict``, ``extract``, ``export-onnx``, ``ensemble`` and ``visualize``."""
     _add_eval(sub)
     _add_predict(sub)
     _add_extract(sub)
     _add_export_onnx(sub)
+    _add_ensemble(sub)
     _add_visualize(sub)
 
 
@@ -393,6 +400,22 @@ def _add_export_onnx(sub: Any) -> None:
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--int8", action="store_true", help="also write an int8-quantized copy")
     p.set_defaults(func=cmd_export_onnx)
+
+
+def _add_ensemble(sub: Any) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="combine models trained alike into one that averages their predictions",
+        description="Write one model directory that holds copies of MODELS (trained with the "
+        "same types, encoder and span settings, e.g. other seeds) and averages their entity "
+        "and relation probabilities. It loads like any model (eval, predict, extract, serve, "
+        "SpERT.load), with the torch runtimes; it predicts about as many times slower as it has "
+        "members. The members' calibrations are not kept: calibrate the ensemble itself "
+        "(spert calibrate --model OUT --data DEV).",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="model directories (at least 2)")
+    p.add_argument("--out", required=True, help="the ensemble directory to write")
+    p.set_defaults(func=cmd_ensemble)
 
 
 def _add_visualize(sub: Any) -> None:

@@ -18,7 +18,7 @@ import torch
 from spert.data import Entity, Relation, Types
 from spert.model.calibration import Calibration
 from spert.model.candidates import Batch
-from spert.model.modeling import RangePooler, SpertModel
+from spert.model.modeling import RangePooler, SpertEnsemble, SpertModel, members
 
 
 @dataclass
@@ -50,9 +50,29 @@ def top_per_group(group: torch.Tensor, score: torch.Tensor, k: int) -> torch.Ten
     return mask
 
 
+@dataclass
+class _MemberPass:
+    """One model's encoder pass over a batch: what its relation head reads."""
+
+    model: SpertModel
+    pooler: RangePooler
+    spans: torch.Tensor  # (N, S) span representations
+    sentence: torch.Tensor  # (B, H)
+
+
+def _member_pass(model: SpertModel, batch: Batch) -> tuple[_MemberPass, torch.Tensor]:
+    """Encode the batch with one model: its pass and its entity logits (N, 1 + entity types)."""
+    hidden = model.encode(batch)  # (B, T, H)
+    sentence = hidden[:, 0]
+    pooler = RangePooler(hidden, model.config.pooling)
+    spans = model.span_representations(pooler, batch)  # (N, S) S: span dims
+    logits = model.entity_logits(spans, sentence, batch.span_batch).float()
+    return _MemberPass(model, pooler, spans, sentence), logits
+
+
 @torch.no_grad()
 def score_batch(
-    model: SpertModel,
+    model: SpertModel | SpertEnsemble,
     batch: Batch,
     max_pairs: int,
     calibration: Calibration | None = None,
@@ -60,12 +80,18 @@ def score_batch(
 ) -> ScoredBatch:
     """Entity decisions for every candidate span and raw relation logits for every ordered
     pair of kept spans of a sentence (at most ``max_entities`` kept per sentence, by score;
-    0 = no cap)."""
-    hidden = model.encode(batch)  # (B, T, H)
-    sentence = hidden[:, 0]
-    pooler = RangePooler(hidden, model.config.pooling)
-    spans = model.span_representations(pooler, batch)  # (N, S) S: span dims
-    logits = model.entity_logits(spans, sentence, batch.span_batch).float()
+    0 = no cap).
+
+    An ensemble's members score the same spans and pairs; their mean entity probabilities
+    and mean relation probabilities stand in for one model's, as log-probabilities and
+    log-odds (which the softmax and the sigmoid turn back into the means).
+    """
+    passes, member_logits = zip(*(_member_pass(m, batch) for m in members(model)))
+    if len(passes) == 1:
+        logits = member_logits[0]
+    else:
+        mean = torch.stack([m.softmax(-1) for m in member_logits]).mean(0)
+        logits = mean.clamp(min=torch.finfo(mean.dtype).tiny).log()
     if calibration is None:
         entity_probs = logits.softmax(-1)
     else:
@@ -96,15 +122,7 @@ def score_batch(
     head_slot, tail_slot = torch.nonzero(same_sentence, as_tuple=True)  # (P,)
     pairs = torch.stack([kept[head_slot], kept[tail_slot]], dim=1)  # (P, 2) span indices
     pair_types = entity_labels[pairs]  # (P, 2) the predicted types (relation_type_dim)
-    n_relations = model.relation_classifier.out_features
-    chunks = [slice(i, i + max_pairs) for i in range(0, len(pairs), max_pairs)]
-    relation_logits = torch.cat(
-        [
-            model.relation_logits(pooler, spans, sentence, batch, pairs[c], pair_types[c]).float()
-            for c in chunks
-        ]
-        or [spans.new_zeros(0, n_relations, dtype=torch.float32)]
-    )  # (P, R)
+    relation_logits = _relation_logits(passes, batch, pairs, pair_types, max_pairs)  # (P, R)
     return ScoredBatch(
         kept,
         kept_batch,
@@ -117,9 +135,39 @@ def score_batch(
     )
 
 
+def _relation_logits(
+    passes: Sequence[_MemberPass],
+    batch: Batch,
+    pairs: torch.Tensor,
+    pair_types: torch.Tensor,
+    max_pairs: int,
+) -> torch.Tensor:
+    """pairs (P, 2) -> relation logits (P, R), scored in chunks of ``max_pairs``; for an
+    ensemble, the log-odds of its members' mean probabilities."""
+    chunks = [slice(i, i + max_pairs) for i in range(0, len(pairs), max_pairs)]
+    member_logits = []
+    for p in passes:
+        n_relations = p.model.relation_classifier.out_features
+        member_logits.append(
+            torch.cat(
+                [
+                    p.model.relation_logits(
+                        p.pooler, p.spans, p.sentence, batch, pairs[c], pair_types[c]
+                    ).float()
+                    for c in chunks
+                ]
+                or [p.spans.new_zeros(0, n_relations, dtype=torch.float32)]
+            )
+        )
+    if len(member_logits) == 1:
+        return member_logits[0]
+    mean = torch.stack([m.sigmoid() for m in member_logits]).mean(0)
+    return torch.logit(mean.double(), eps=1e-12).float()
+
+
 @torch.no_grad()
 def decode_batch(
-    model: SpertModel,
+    model: SpertModel | SpertEnsemble,
     batch: Batch,
     types: Types,
     relation_threshold: float | Sequence[float],

@@ -5,12 +5,17 @@ inference settings in one ``config`` object, types), ``encoder/`` (the Hugging
 Face encoder and its tokenizer), ``heads.safetensors`` (everything outside the encoder) and,
 once ``spert calibrate`` has run, ``calibration.json`` (see :mod:`spert.model.calibration`).
 Training options (learning rate, epochs, ...) are the training run's record, not the model's.
+
+An ensemble directory (``spert ensemble``) holds ``ensemble.json`` (layout version and the
+member folders), one model directory per member (``member_1/``, ...; their own calibrations
+are not kept) and the ensemble's own ``calibration.json``; it loads like a model directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +33,14 @@ from spert.config import (
 from spert.data import DataError, Types
 from spert.model.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from spert.model.encoding import load_tokenizer
-from spert.model.modeling import SpertModel
+from spert.model.modeling import SpertEnsemble, SpertModel, members
 from spert.utils import UserError, atomic_replace_dir, atomic_write_text, recover_replaced_dir
 from spert.version import __version__
 
 #: Version of the model directory layout; a directory of another version is refused.
 FORMAT_VERSION = 1
 META_FILE = "spert.json"
+ENSEMBLE_FILE = "ensemble.json"
 HEADS_FILE = "heads.safetensors"
 ENCODER_DIR = "encoder"
 
@@ -47,7 +53,7 @@ class ModelError(UserError, RuntimeError):
 class SavedModel:
     """The parts of a model directory, loaded."""
 
-    model: SpertModel
+    model: SpertModel | SpertEnsemble
     tokenizer: PreTrainedTokenizerBase
     types: Types
     config: ModelConfig
@@ -74,9 +80,39 @@ def find_model_dir(path: str | os.PathLike[str] | None) -> Path:
             )
         return default
     path = recover_replaced_dir(path, clean=False)  # a save cut off between its two renames
-    if not (path / META_FILE).is_file():
-        raise ModelError(f"{path}: not a SpERT model directory (no {META_FILE})")
+    if not (path / META_FILE).is_file() and not (path / ENSEMBLE_FILE).is_file():
+        raise ModelError(
+            f"{path}: not a SpERT model directory (no {META_FILE}, nor {ENSEMBLE_FILE})"
+        )
     return path
+
+
+def ensemble_members(path: Path) -> list[Path] | None:
+    """The member directories of the ensemble directory ``path``; None for a single model."""
+    file = path / ENSEMBLE_FILE
+    if not file.is_file():
+        return None
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{file}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise ModelError(
+            f"{file}: ensemble format {version!r}; this spert {__version__} reads format "
+            f"{FORMAT_VERSION}"
+        )
+    names = meta.get("members")
+    if not isinstance(names, list) or len(names) < 2:
+        raise ModelError(f"{file}: field 'members' must list at least 2 member folders")
+    folders = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise ModelError(f"{file}: members[{i}] must be a folder name inside {path}")
+        if not (path / name / META_FILE).is_file():
+            raise ModelError(f"{file}: members[{i}]: {path / name} is not a SpERT model directory")
+        folders.append(path / name)
+    return folders
 
 
 def read_meta(path: Path) -> tuple[ModelConfig, InferenceConfig, Types]:
@@ -87,6 +123,9 @@ def read_meta(path: Path) -> tuple[ModelConfig, InferenceConfig, Types]:
     before model and training options were apart store every option of the run; their
     training options are ignored.
     """
+    folders = ensemble_members(path)
+    if folders is not None:  # members share their options and types (checked on loading)
+        return read_meta(folders[0])
     meta_path = path / META_FILE
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -121,7 +160,13 @@ def read_meta(path: Path) -> tuple[ModelConfig, InferenceConfig, Types]:
 
 def load_model_dir(path: Path, calibration: bool = True) -> SavedModel:
     """Encoder, heads, tokenizer, types, options and (unless ``calibration=False``) the
-    calibration of the model directory ``path``."""
+    calibration of the model directory ``path``; for an ensemble directory, its members in a
+    :class:`SpertEnsemble`, with the first member's tokenizer and options."""
+    folders = ensemble_members(path)
+    if folders is not None:
+        saved = combine([load_model_dir(folder, calibration=False) for folder in folders], folders)
+        saved.calibration = read_calibration(path, saved.types) if calibration else None
+        return saved
     config, inference, types = read_meta(path)
     encoder_path = path / ENCODER_DIR
     tokenizer = load_tokenizer(encoder_path, config.lowercase)
@@ -134,6 +179,44 @@ def load_model_dir(path: Path, calibration: bool = True) -> SavedModel:
     model.eval()
     stored = read_calibration(path, types) if calibration else None
     return SavedModel(model, tokenizer, types, config, inference, stored)
+
+
+#: Model options that must agree among an ensemble's members: they decide the candidate spans
+#: and the subwords, which the members score together.
+SHARED_OPTIONS = ("max_span_size", "lowercase", "max_encoder_length", "context_words")
+
+
+def combine(saved: list[SavedModel], names: Sequence[object]) -> SavedModel:
+    """One ensemble of the loaded models ``saved`` (``names``: where each came from, for
+    errors), without calibration; refused unless they share types, tokenizer and the
+    :data:`SHARED_OPTIONS`. The first model's inference settings are the ensemble's."""
+    if len(saved) < 2:
+        raise ModelError(f"an ensemble needs at least 2 models, got {len(saved)}")
+    for name, each in zip(names, saved):
+        if isinstance(each.model, SpertEnsemble):
+            raise ModelError(f"{name}: an ensemble cannot be a member of another ensemble")
+    first = saved[0]
+    vocabulary = first.tokenizer.get_vocab()
+    for name, other in zip(names[1:], saved[1:]):
+        if other.types.to_dict() != first.types.to_dict():
+            raise ModelError(f"{name}: its entity or relation types differ from {names[0]}'s")
+        for option in SHARED_OPTIONS:
+            mine, theirs = getattr(other.config, option), getattr(first.config, option)
+            if mine != theirs:
+                raise ModelError(
+                    f"{name}: option {option} is {mine!r}, {names[0]} has {theirs!r}; "
+                    "ensemble members must share it"
+                )
+        if other.tokenizer.get_vocab() != vocabulary:
+            raise ModelError(f"{name}: its tokenizer differs from {names[0]}'s")
+    models = [s.model for s in saved]
+    return SavedModel(
+        SpertEnsemble(models),  # type: ignore[arg-type]
+        first.tokenizer,
+        first.types,
+        first.config,
+        first.inference,
+    )
 
 
 def read_calibration(path: Path, types: Types) -> Calibration | None:
@@ -163,26 +246,41 @@ def write_calibration(path: str | os.PathLike[str], calibration: Calibration | N
 
 
 def save_model_dir(path: str | os.PathLike[str], saved: SavedModel) -> None:
-    """Write the model directory atomically: a temporary folder, then a rename."""
+    """Write the model (or ensemble) directory atomically: a temporary folder, then a
+    rename."""
 
     def fill(tmp: Path) -> None:
-        saved.model.encoder.save_pretrained(tmp / ENCODER_DIR, safe_serialization=True)
-        saved.tokenizer.save_pretrained(tmp / ENCODER_DIR)
-        heads = {
-            name: tensor.detach().contiguous().cpu()
-            for name, tensor in saved.model.state_dict().items()
-            if not name.startswith("encoder.")
-        }
-        save_file(heads, str(tmp / HEADS_FILE))
-        meta: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "spert_version": __version__,
-            "config": {**saved.config.to_dict(), **saved.inference.to_dict()},
-            "types": saved.types.to_dict(),
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if isinstance(saved.model, SpertEnsemble):
+            names = [f"member_{i}" for i in range(1, len(saved.model.members) + 1)]
+            for name, member in zip(names, members(saved.model)):
+                _write_model(tmp / name, member, member.config, saved)
+            meta = {"format_version": FORMAT_VERSION, "spert_version": __version__}
+            text = json.dumps({**meta, "members": names}, indent=2)
+            (tmp / ENSEMBLE_FILE).write_text(text, encoding="utf-8")
+        else:
+            _write_model(tmp, saved.model, saved.config, saved)
         if saved.calibration is not None:
             text = json.dumps(saved.calibration.to_dict(), indent=2) + "\n"
             (tmp / CALIBRATION_FILE).write_text(text, encoding="utf-8")
 
     atomic_replace_dir(path, fill)
+
+
+def _write_model(folder: Path, model: SpertModel, config: ModelConfig, saved: SavedModel) -> None:
+    """One model's encoder, tokenizer, heads and ``spert.json`` (its architecture ``config``,
+    the inference settings and types of ``saved``; no calibration) in ``folder``."""
+    model.encoder.save_pretrained(folder / ENCODER_DIR, safe_serialization=True)
+    saved.tokenizer.save_pretrained(folder / ENCODER_DIR)
+    heads = {
+        name: tensor.detach().contiguous().cpu()
+        for name, tensor in model.state_dict().items()
+        if not name.startswith("encoder.")
+    }
+    save_file(heads, str(folder / HEADS_FILE))
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "spert_version": __version__,
+        "config": {**config.to_dict(), **saved.inference.to_dict()},
+        "types": saved.types.to_dict(),
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

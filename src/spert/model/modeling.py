@@ -219,6 +219,24 @@ class SpertModel(nn.Module):
         return entity_logits, relation_logits
 
 
+class SpertEnsemble(nn.Module):
+    """Several SpERT models trained alike (one tokenizer, types and span settings, e.g. other
+    seeds); decoding averages their entity and relation probabilities
+    (:func:`spert.model.decoding.score_batch`)."""
+
+    def __init__(self, members: list[SpertModel]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+
+def members(model: SpertModel | SpertEnsemble) -> list[SpertModel]:
+    """The models whose predictions decoding combines: an ensemble's members, or the model."""
+    return list(model.members) if isinstance(model, SpertEnsemble) else [model]
+
+
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

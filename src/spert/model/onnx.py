@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from spert.model.directory import ModelError, find_model_dir, load_model_dir
+from spert.model.modeling import SpertEnsemble
 from spert.utils import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     files written. Each file is written under a temporary name, then renamed."""
     model_dir = find_model_dir(model_dir)
     saved = load_model_dir(model_dir)
+    if isinstance(saved.model, SpertEnsemble):
+        raise ModelError(
+            f"{model_dir}: an ensemble runs with the torch runtimes only; export its members"
+        )
     encoder = _EncoderOutput(saved.model.encoder).eval()
     # The example batch has padding: an all-ones mask lets the exporter drop the mask logic.
     input_ids = torch.full((2, 8), saved.tokenizer.pad_token_id or 0, dtype=torch.long)

@@ -26,6 +26,7 @@ from spert.model.decoding import decode_batch
 from spert.model.directory import (
     ModelError,
     SavedModel,
+    combine,
     find_model_dir,
     load_model_dir,
     save_model_dir,
@@ -37,7 +38,7 @@ from spert.model.encoding import (
     load_tokenizer,
     resolve_encoder,
 )
-from spert.model.modeling import SpertModel, default_device
+from spert.model.modeling import SpertEnsemble, SpertModel, default_device, members
 from spert.model.onnx import OnnxEncoder, onnx_path
 from spert.model.precision import bf16_weights
 from spert.results import Document
@@ -57,7 +58,7 @@ class SpERT:
 
     def __init__(
         self,
-        model: SpertModel,
+        model: SpertModel | SpertEnsemble,
         tokenizer: PreTrainedTokenizerBase,
         types: Types,
         config: ModelConfig,
@@ -81,7 +82,7 @@ class SpERT:
         self.inference = inference if inference is not None else InferenceConfig()
         self.device = torch.device(device) if device is not None else default_device()
         self.model.to(self.device)
-        encoder_config = model.encoder.config
+        encoder_config = members(model)[0].encoder.config  # an ensemble's share one tokenizer
         limit = encoder_input_limit(
             tokenizer,
             encoder_config.max_position_embeddings,
@@ -147,6 +148,8 @@ class SpERT:
             raise ModelError(f"runtime {runtime} runs on the CPU only, not on {device}")
         path = find_model_dir(path)
         saved = load_model_dir(path, calibration)
+        if onnx and isinstance(saved.model, SpertEnsemble):
+            raise ModelError(f"{path}: an ensemble runs with the torch runtimes only")
         if onnx:
             encoder_config = saved.model.encoder.config
             saved.model.encoder = OnnxEncoder(onnx_path(path, runtime), encoder_config)
@@ -160,12 +163,32 @@ class SpERT:
             saved.calibration,
             saved.inference,
         )
-        if runtime == "torch-bf16" and not bf16_weights(
-            spert.model.encoder, spert.device, "predicting"
+        if runtime == "torch-bf16" and not all(
+            bf16_weights(member.encoder, spert.device, "predicting")
+            for member in members(spert.model)
         ):
             runtime = "torch"  # float32 after all: nothing was lost, it may be saved
         spert.runtime = runtime
         return spert
+
+    @classmethod
+    def ensemble(cls, models: Sequence[SpERT], device: torch.device | str | None = None) -> SpERT:
+        """One model that averages the entity and relation probabilities of ``models``
+        (trained alike: same types, tokenizer and span settings, e.g. other seeds), without
+        calibration (fit one with :func:`spert.calibration.calibrate`); the first model's
+        inference settings. ``save`` writes it as an ensemble directory."""
+        for i, model in enumerate(models):
+            if model.runtime != "torch":
+                raise ModelError(
+                    f"ensemble member {i + 1} runs {model.runtime}: load it with runtime torch"
+                )
+        saved = combine(
+            [SavedModel(m.model, m.tokenizer, m.types, m.config, m.inference) for m in models],
+            [f"ensemble member {i + 1}" for i in range(len(models))],
+        )
+        return cls(
+            saved.model, saved.tokenizer, saved.types, saved.config, device, None, saved.inference
+        )
 
     def save(self, path: str | Path) -> None:
         """Write the model directory atomically: a temporary folder, then a rename."""
