@@ -5,7 +5,9 @@ temperature before the softmax, the "none" decision may use its cut-off, and rel
 are calibrated per type before the per-type thresholds. The caps of the inference settings
 (:class:`~spert.config.InferenceConfig`: ``max_entities_per_sentence``,
 ``max_relations_per_sentence``) bound what one sentence may produce: entities are capped by
-score before pairing, so the number of pairs is bounded too.
+score before pairing, so the number of pairs is bounded too. An ensemble
+(:class:`~spert.model.modeling.SpertEnsemble`) is decoded as one model whose probabilities are
+its members' means.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ class ScoredBatch:
     kept_batch: torch.Tensor  # (M,) sentence of each kept span
     entity_labels: torch.Tensor  # (N,) best type other than "none" (1-based), per span
     entity_scores: torch.Tensor  # (N,) its (calibrated) probability
-    entity_logits: torch.Tensor  # (N, 1 + entity types) raw logits of every candidate span
+    # (N, 1 + entity types) raw logits of every candidate span (an ensemble's: log mean probs)
+    entity_logits: torch.Tensor
     head_slot: torch.Tensor  # (P,) position in ``kept`` of each pair's head
     tail_slot: torch.Tensor  # (P,) ... and tail
-    relation_logits: torch.Tensor  # (P, relation types) raw logits
+    relation_logits: torch.Tensor  # (P, relation types) raw logits (ensemble: of mean probs)
 
 
 def top_per_group(group: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
