@@ -174,6 +174,22 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def assert_same_predictions(
+    expected: list[Sentence], actual: list[Sentence], tolerance: float = 1e-4
+) -> None:
+    """The same entities and relations, in the same order, with scores within ``tolerance``."""
+    assert len(expected) == len(actual)
+    for a, b in zip(expected, actual):
+        assert [(e.type, e.start, e.end) for e in a.entities] == [
+            (e.type, e.start, e.end) for e in b.entities
+        ]
+        assert [(r.type, r.head, r.tail) for r in a.relations] == [
+            (r.type, r.head, r.tail) for r in b.relations
+        ]
+        for x, y in zip(a.entities + a.relations, b.entities + b.relations):
+            assert x.score == pytest.approx(y.score, abs=tolerance)
+
+
 def keeping_model(bert_dir: Path, types: Types | None = None) -> Any:
     """An untrained tiny SpERT model that keeps some entities (its "none" class pushed up, so
     that not every span is one) and so predicts relations too: for tests of what is done with

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_same_predictions
 
 from spert.api import ModelError, SpERT
 from spert.calibration import calibrate
@@ -81,15 +82,7 @@ def test_ensemble_of_one_model_twice_predicts_as_the_model(types, bert_dir, sent
     ensemble = SpERT.ensemble([model, model])
     single, double = model.predict(sentences), ensemble.predict(sentences)
     assert any(s.relations for s in single)
-    for a, b in zip(single, double, strict=True):
-        assert [(e.type, e.start, e.end) for e in a.entities] == [
-            (e.type, e.start, e.end) for e in b.entities
-        ]
-        assert [(r.type, r.head, r.tail) for r in a.relations] == [
-            (r.type, r.head, r.tail) for r in b.relations
-        ]
-        for x, y in zip(a.entities + a.relations, b.entities + b.relations):
-            assert x.score == pytest.approx(y.score, abs=1e-5)
+    assert_same_predictions(single, double, tolerance=1e-5)
 
 
 def test_directory_round_trip_and_calibration(pair, sentences, tmp_path):

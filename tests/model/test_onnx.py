@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_same_predictions
 
 from spert.api import ModelError, SpERT
 from spert.config import SpertConfig
@@ -37,20 +38,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path) -> Path:
     return model_dir
 
 
-def assert_same_predictions(eager: list[Sentence], onnx: list[Sentence]) -> None:
-    """The same entities and relations, in the same order, with scores within 1e-4."""
-    assert len(eager) == len(onnx)
-    for a, b in zip(eager, onnx):
-        assert [(e.type, e.start, e.end) for e in a.entities] == [
-            (e.type, e.start, e.end) for e in b.entities
-        ]
-        assert [(r.type, r.head, r.tail) for r in a.relations] == [
-            (r.type, r.head, r.tail) for r in b.relations
-        ]
-        for x, y in zip(a.entities + a.relations, b.entities + b.relations):
-            assert x.score == pytest.approx(y.score, abs=1e-4)
-
-
 def test_onnx_predictions_equal_torch(exported: Path) -> None:
     eager = SpERT.load(exported, device="cpu").predict(TEXTS, batch_size=2)
     onnx = SpERT.load(exported, runtime="onnx").predict(TEXTS, batch_size=2)
@@ -74,7 +61,6 @@ def test_int8_runs_and_is_close(exported: Path) -> None:
 
 
 def _sentence(tokens: list[str]):
-    from spert.data import Sentence
 
     return Sentence(tokens)
 
