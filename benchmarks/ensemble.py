@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ def report(groups: list[dict[str, Any]], args: argparse.Namespace) -> tuple[dict
     lines = [
         "# Ensembles of models trained alike",
         "",
-        f"`python benchmarks/ensemble.py`: test `{Path(args.test).name}`, entity cut-off tuned "
+        f"`python benchmarks/ensemble.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"Test `{Path(args.test).name}`, entity cut-off tuned "
         f"on `{Path(args.dev).name}`; {len(groups)} group(s) of "
         f"{', '.join(str(len(g['members'])) for g in groups)} member(s). F1 in percent, mean ± "
         "sample standard deviation over the groups. Measured on: "
