@@ -56,7 +56,9 @@ def test_interrupt_exits_and_bugs_keep_their_traceback() -> None:
 def test_cli_and_server_share_the_error_exit(run, tmp_path) -> None:
     with pytest.raises(SystemExit) as exited:
         run(str(tmp_path))
-    expected = f"spert: error: {tmp_path}: not a SpERT model directory (no spert.json, nor ensemble.json)"
+    expected = (
+        f"spert: error: {tmp_path}: not a SpERT model directory (no spert.json, nor ensemble.json)"
+    )
     assert exited.value.code == expected
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_same_predictions
+from conftest import assert_same_predictions, tiny_bert_dir
 
 from spert.api import ModelError, SpERT
 from spert.calibration import calibrate
@@ -112,6 +112,13 @@ def test_members_must_agree(types, bert_dir):
         SpERT.ensemble([model, member(types, bert_dir, 2, max_span_size=3)])
     with pytest.raises(ModelError, match="at least 2 models"):
         SpERT.ensemble([model])
+
+
+def test_members_must_share_the_encoder_input_limit(types, bert_dir, tmp_path):
+    shorter = tiny_bert_dir(tmp_path, max_position=32)
+    models = [member(types, bert_dir, 1), member(types, shorter, 2)]
+    with pytest.raises(ModelError, match="member 2: its encoder reads 32 positions"):
+        SpERT.ensemble(models)
 
 
 def test_members_may_differ_in_architecture(types, bert_dir, sentences, tmp_path):

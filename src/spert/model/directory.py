@@ -209,6 +209,13 @@ def combine(saved: list[SavedModel], names: Sequence[object]) -> SavedModel:
                 )
         if other.tokenizer.get_vocab() != vocabulary:
             raise ModelError(f"{name}: its tokenizer differs from {names[0]}'s")
+        # Sentences are cut into encoder windows by the first member's input limit.
+        positions = [m.encoder.config.max_position_embeddings for m in (first.model, other.model)]
+        if positions[0] != positions[1]:
+            raise ModelError(
+                f"{name}: its encoder reads {positions[1]} positions, {names[0]}'s "
+                f"{positions[0]}; ensemble members must share it"
+            )
     models = [s.model for s in saved]
     return SavedModel(
         SpertEnsemble(models),  # type: ignore[arg-type]
