@@ -406,8 +406,8 @@ def _add_ensemble(sub: Any) -> None:
     p = sub.add_parser(
         "ensemble",
         help="combine models trained alike into one that averages their predictions",
-        description="Write one model directory that holds copies of MODELS (trained with the "
-        "same types, encoder and span settings, e.g. other seeds) and averages their entity "
+        description="Write one model directory that holds copies of the MODEL directories "
+        "(trained with the same types, encoder and span settings, e.g. other seeds) and averages their entity "
         "and relation probabilities. It loads like any model (eval, predict, extract, serve, "
         "SpERT.load), with the torch runtimes; it predicts about as many times slower as it has "
         "members. The members' calibrations are not kept: calibrate the ensemble itself "
