@@ -407,11 +407,11 @@ def _add_ensemble(sub: Any) -> None:
         "ensemble",
         help="combine models trained alike into one that averages their predictions",
         description="Write one model directory that holds copies of the MODEL directories "
-        "(trained with the same types, encoder and span settings, e.g. other seeds) and averages their entity "
-        "and relation probabilities. It loads like any model (eval, predict, extract, serve, "
-        "SpERT.load), with the torch runtimes; it predicts about as many times slower as it has "
-        "members. The members' calibrations are not kept: calibrate the ensemble itself "
-        "(spert calibrate --model OUT --data DEV).",
+        "(trained with the same types, encoder and span settings, e.g. other seeds) and "
+        "averages their entity and relation probabilities. It loads like any model (eval, "
+        "predict, extract, serve, SpERT.load), with the torch runtimes; it predicts about as "
+        "many times slower as it has members. The members' calibrations are not kept: "
+        "calibrate the ensemble itself (spert calibrate --model OUT --data DEV).",
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help="model directories (at least 2)")
     p.add_argument("--out", required=True, help="the ensemble directory to write")
