@@ -159,3 +159,14 @@ def test_cli_ensemble(pair, sentences, tmp_path, capsys):
     main(["ensemble", *paths, "--out", str(out)])
     assert "ensemble of 2 models" in capsys.readouterr().out
     assert SpERT.load(out).predict(sentences) == SpERT.ensemble(pair).predict(sentences)
+    assert SpERT.ensemble(pair).device == pair[0].device  # the models stay where they are
+
+
+def test_cli_ensemble_error_names_the_directory(types, bert_dir, tmp_path):
+    paths = [str(tmp_path / "a"), str(tmp_path / "b")]
+    member(types, bert_dir, 1).save(paths[0])
+    member(types, bert_dir, 2, max_span_size=3).save(paths[1])
+    with pytest.raises(SystemExit) as exited:
+        main(["ensemble", *paths, "--out", str(tmp_path / "ensemble")])
+    assert f"{paths[1]}: option max_span_size is 3, {paths[0]} has 4" in str(exited.value.code)
+    assert not (tmp_path / "ensemble").exists()

@@ -250,7 +250,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
 
 def cmd_ensemble(args: argparse.Namespace) -> None:
     models = [SpERT.load(path, device="cpu", calibration=False) for path in args.models]
-    SpERT.ensemble(models).save(args.out)
+    SpERT.ensemble(models, names=args.models).save(args.out)
     print(f"ensemble of {len(models)} models -> {args.out}")
 
 

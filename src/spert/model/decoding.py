@@ -12,6 +12,7 @@ its members' means.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,8 +94,9 @@ def score_batch(
     if len(passes) == 1:
         logits = member_logits[0]
     else:
-        mean = torch.stack([m.softmax(-1) for m in member_logits]).mean(0)
-        logits = mean.clamp(min=torch.finfo(mean.dtype).tiny).log()
+        # log of the mean probability, computed from log-probabilities: no underflow to -inf
+        log_probs = torch.stack([m.log_softmax(-1) for m in member_logits])  # (K, N, E+1)
+        logits = torch.logsumexp(log_probs, 0) - math.log(len(member_logits))
     if calibration is None:
         entity_probs = logits.softmax(-1)
     else:
@@ -164,8 +166,9 @@ def _relation_logits(
         )
     if len(member_logits) == 1:
         return member_logits[0]
-    mean = torch.stack([m.sigmoid() for m in member_logits]).mean(0)
-    return torch.logit(mean.double(), eps=1e-12).float()
+    # In float64, so that confident members (logits above ~17) do not all round to 1.
+    mean = torch.stack([m.double().sigmoid() for m in member_logits]).mean(0)
+    return torch.logit(mean, eps=1e-15).float()
 
 
 @torch.no_grad()

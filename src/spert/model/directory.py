@@ -196,7 +196,7 @@ def combine(saved: list[SavedModel], names: Sequence[object]) -> SavedModel:
         if isinstance(each.model, SpertEnsemble):
             raise ModelError(f"{name}: an ensemble cannot be a member of another ensemble")
     first = saved[0]
-    vocabulary = first.tokenizer.get_vocab()
+    signature = _tokenizer_signature(first.tokenizer)
     for name, other in zip(names[1:], saved[1:]):
         if other.types.to_dict() != first.types.to_dict():
             raise ModelError(f"{name}: its entity or relation types differ from {names[0]}'s")
@@ -207,7 +207,7 @@ def combine(saved: list[SavedModel], names: Sequence[object]) -> SavedModel:
                     f"{name}: option {option} is {mine!r}, {names[0]} has {theirs!r}; "
                     "ensemble members must share it"
                 )
-        if other.tokenizer.get_vocab() != vocabulary:
+        if _tokenizer_signature(other.tokenizer) != signature:
             raise ModelError(f"{name}: its tokenizer differs from {names[0]}'s")
         # Sentences are cut into encoder windows by the first member's input limit.
         positions = [m.encoder.config.max_position_embeddings for m in (first.model, other.model)]
@@ -223,6 +223,18 @@ def combine(saved: list[SavedModel], names: Sequence[object]) -> SavedModel:
         first.types,
         first.config,
         first.inference,
+    )
+
+
+def _tokenizer_signature(tokenizer: PreTrainedTokenizerBase) -> tuple[Any, ...]:
+    """What must agree for two tokenizers to cut words into the same subwords: class,
+    vocabulary, special tokens and a probe sentence's subwords (normalization, accents)."""
+    probe = tokenizer.tokenize("Ünïcode MÜLLER's naïve café, 1990s e-mail")
+    return (
+        type(tokenizer).__name__,
+        tokenizer.get_vocab(),
+        tuple(tokenizer.all_special_ids),
+        tuple(probe),
     )
 
 

@@ -172,20 +172,32 @@ class SpERT:
         return spert
 
     @classmethod
-    def ensemble(cls, models: Sequence[SpERT], device: torch.device | str | None = None) -> SpERT:
+    def ensemble(
+        cls,
+        models: Sequence[SpERT],
+        device: torch.device | str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> SpERT:
         """One model that averages the entity and relation probabilities of ``models``
         (trained alike: same types, tokenizer and span settings, e.g. other seeds), without
         calibration (fit one with :func:`spert.calibration.calibrate`); the first model's
-        inference settings. ``save`` writes it as an ensemble directory."""
-        for i, model in enumerate(models):
+        inference settings. It shares the models' modules, which move to ``device`` (default:
+        the first model's). ``names`` (e.g. their directories) name the models in errors.
+        ``save`` writes it as an ensemble directory."""
+        names = (
+            list(names)
+            if names is not None
+            else [f"ensemble member {i + 1}" for i in range(len(models))]
+        )
+        for name, model in zip(names, models):
             if model.runtime != "torch":
-                raise ModelError(
-                    f"ensemble member {i + 1} runs {model.runtime}: load it with runtime torch"
-                )
+                raise ModelError(f"{name} runs {model.runtime}: load it with runtime torch")
         saved = combine(
             [SavedModel(m.model, m.tokenizer, m.types, m.config, m.inference) for m in models],
-            [f"ensemble member {i + 1}" for i in range(len(models))],
+            names,
         )
+        if device is None and models:
+            device = models[0].device
         return cls(
             saved.model, saved.tokenizer, saved.types, saved.config, device, None, saved.inference
         )
