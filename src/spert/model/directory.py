@@ -270,14 +270,15 @@ def save_model_dir(path: str | os.PathLike[str], saved: SavedModel) -> None:
 
     def fill(tmp: Path) -> None:
         if isinstance(saved.model, SpertEnsemble):
-            names = [f"member_{i}" for i in range(1, len(saved.model.members) + 1)]
-            for name, member in zip(names, members(saved.model)):
-                _write_model(tmp / name, member, member.config, saved)
+            names = []
+            for i, member in enumerate(members(saved.model), 1):
+                names.append(f"member_{i}")
+                _write_model(tmp / names[-1], member, saved)
             meta = {"format_version": FORMAT_VERSION, "spert_version": __version__}
             text = json.dumps({**meta, "members": names}, indent=2)
             (tmp / ENSEMBLE_FILE).write_text(text, encoding="utf-8")
         else:
-            _write_model(tmp, saved.model, saved.config, saved)
+            _write_model(tmp, saved.model, saved)
         if saved.calibration is not None:
             text = json.dumps(saved.calibration.to_dict(), indent=2) + "\n"
             (tmp / CALIBRATION_FILE).write_text(text, encoding="utf-8")
@@ -285,9 +286,9 @@ def save_model_dir(path: str | os.PathLike[str], saved: SavedModel) -> None:
     atomic_replace_dir(path, fill)
 
 
-def _write_model(folder: Path, model: SpertModel, config: ModelConfig, saved: SavedModel) -> None:
-    """One model's encoder, tokenizer, heads and ``spert.json`` (its architecture ``config``,
-    the inference settings and types of ``saved``; no calibration) in ``folder``."""
+def _write_model(folder: Path, model: SpertModel, saved: SavedModel) -> None:
+    """One model's encoder, tokenizer, heads and ``spert.json`` (its own architecture, the
+    inference settings and types of ``saved``; no calibration) in ``folder``."""
     model.encoder.save_pretrained(folder / ENCODER_DIR, safe_serialization=True)
     saved.tokenizer.save_pretrained(folder / ENCODER_DIR)
     heads = {
@@ -299,7 +300,7 @@ def _write_model(folder: Path, model: SpertModel, config: ModelConfig, saved: Sa
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "spert_version": __version__,
-        "config": {**config.to_dict(), **saved.inference.to_dict()},
+        "config": {**model.config.to_dict(), **saved.inference.to_dict()},
         "types": saved.types.to_dict(),
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
